@@ -1,0 +1,116 @@
+"""Generator protocol and registry.
+
+Every generator adapter (synthetic, stylegan2, biggan, user modules) exposes the same
+small surface so that the Jacobian engine, the Ray actors and the edit renderer never
+special-case a model:
+
+* ``latent_dim``  -- d, the size of the *analysed* latent x (DESIGN.md §1).
+* ``image_shape`` -- (C, H, W) of the generator output.
+* ``image_range`` -- (lo, hi) of pixel values in the generator's own range.
+* ``sample_latents(seed, indices)`` -> x  [n, d] float32; row i depends only on
+  ``(seed, indices[i])`` -- never on the batch or on the actor (reproducibility).
+* ``forward(x, anchor=None)`` -> images [n, C, H, W]; differentiable and
+  ``torch.func.jvp``-compatible in x.  ``anchor`` [n, d] is the sample's own latent;
+  adapters that analyse a sub-space of a larger code (StyleGAN2 ``w+`` on a layer
+  subset) use it for the parts of the code that x does not replace.  Others ignore it.
+* ``info()`` -> JSON-able dict stored in the zarr store's provenance attributes.
+
+Optional ground truth (the synthetic generator): ``ground_truth_subspaces()`` ->
+``{part: [d, k] orthonormal}`` and ``part_masks(x, grid)`` -> ``{part: [n, h, w]}``.
+
+The registry maps ``generator.kind`` in the job spec to a factory taking the
+generator's parameter dict.  Unknown kinds raise an error listing the valid ones.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Generator",
+    "GeneratorError",
+    "register",
+    "build_generator",
+    "available",
+    "assert_shape",
+    "latent_rng",
+]
+
+
+class GeneratorError(ValueError):
+    """Bad generator configuration or checkpoint (maps to CLI exit code 2)."""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    latent_dim: int
+    image_shape: tuple[int, int, int]
+    image_range: tuple[float, float]
+
+    def sample_latents(self, seed: int, indices: Sequence[int]) -> torch.Tensor: ...
+
+    def forward(self, x: torch.Tensor, anchor: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+
+def register(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register a generator factory under ``kind``."""
+
+    def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
+        if kind in _REGISTRY and _REGISTRY[kind] is not factory:
+            raise RuntimeError(f"generator kind {kind!r} registered twice")
+        _REGISTRY[kind] = factory
+        return factory
+
+    return deco
+
+
+def _load_builtin() -> None:
+    # Import for the side effect of registration; kept lazy so that importing the
+    # protocol does not pull in every adapter.
+    import importlib
+
+    for mod in ("synthetic", "stylegan2", "biggan", "module"):
+        try:
+            importlib.import_module(f"lrgan_dist.generators.{mod}")
+        except ModuleNotFoundError as exc:  # adapter not present in this build
+            if exc.name != f"lrgan_dist.generators.{mod}":
+                raise
+
+
+def available() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def build_generator(kind: str, params: Mapping[str, Any] | None = None) -> Any:
+    """Instantiate a registered generator; unknown kinds list the valid ones."""
+    _load_builtin()
+    if kind not in _REGISTRY:
+        raise GeneratorError(
+            f"generator.kind: unknown generator {kind!r}; expected one of {sorted(_REGISTRY)}"
+        )
+    return _REGISTRY[kind](**dict(params or {}))
+
+
+def latent_rng(seed: int, index: int) -> np.random.Generator:
+    """The RNG for sample ``index`` of a job seeded ``seed``.
+
+    Derived from ``(seed, index)`` alone through numpy's SeedSequence, so latents do
+    not depend on batching, actor placement or the order in which work units run.
+    """
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+
+
+def assert_shape(t: Any, shape: Sequence[int | None], name: str = "tensor") -> None:
+    """Raise with received vs expected shape; ``None`` entries match any size."""
+    got = tuple(t.shape)
+    if len(got) != len(shape) or any(s is not None and g != s for g, s in zip(got, shape)):
+        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+        raise ValueError(f"{name}: expected shape {want}, received {list(got)}")
