@@ -1,0 +1,213 @@
+"""``lrgan-dist`` command line (DESIGN.md §5): parse → call the library → print.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input (the message names the field or
+file, what was received and what was expected). Progress bars go to stderr,
+machine-readable summaries to stdout. ``--debug`` shows tracebacks.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="LowRankGAN local-edit directions as a distributed batch analysis (Ray + zarr).")
+
+_STATE = {"debug": False}
+
+
+def _bad_input_types() -> tuple[type, ...]:
+    from .generators.base import GeneratorError
+    from .spec import SpecError
+    from .store import StoreError
+
+    types: list[type] = [SpecError, StoreError, GeneratorError]
+    try:
+        from .regions import RegionError
+
+        types.append(RegionError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Map exceptions to exit codes; one line unless --debug."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished chunks are saved; run the same command again to resume", err=True)
+        raise typer.Exit(1)
+    except Exception as exc:  # noqa: BLE001
+        if _STATE["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        bad = isinstance(exc, _bad_input_types())
+        typer.echo(f"error: {exc}", err=True)
+        if not bad and not _STATE["debug"]:
+            typer.echo("(run with --debug for the traceback)", err=True)
+        raise typer.Exit(2 if bad else 1)
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    _STATE["debug"] = debug
+
+
+@app.command()
+def validate(job: Path = typer.Argument(..., help="Job spec YAML.")) -> None:
+    """Validate a job spec and print the resolved spec and its fingerprint."""
+    from .spec import load_spec
+
+    spec = _run(lambda: load_spec(job))
+    typer.echo(json.dumps({"valid": True, "fingerprint": spec.data_fingerprint(), "spec": spec.to_dict()}, indent=2))
+
+
+@app.command()
+def submit(
+    job: Path = typer.Argument(..., help="Job spec YAML."),
+    store: Optional[str] = typer.Option(None, "--store", help="Store URI (directory or s3://…); overrides store.uri."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray address: local (default), auto, ray://host:10001."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Override samples.count."),
+    actors: Optional[int] = typer.Option(None, "--actors", help="Override compute.actors."),
+    stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: all)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete an existing store and start over."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Recompute samples marked failed."),
+    detach: bool = typer.Option(False, "--detach", help="With an http:// address: return the Ray job id at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+) -> None:
+    """Run a job: jacobians → factorize, then print a summary."""
+    from .pipeline import parse_stages, submit as run_submit
+    from .spec import SpecError, load_spec
+    from .summary import format_summary
+
+    def go() -> dict[str, Any]:
+        spec = load_spec(job).with_overrides(store=store, samples=samples, actors=actors)
+        st = parse_stages(stages)
+        if address and address.startswith(("http://", "https://")):
+            return {"remote": _submit_remote(job, address)}
+        if detach:
+            raise SpecError("--detach", "requires --address http://HEAD:8265 (Ray Job submission)")
+        return run_submit(spec, stages=st, address=address, fresh=fresh, show_progress=not no_progress,
+                          retry_failed=retry_failed)
+
+    def _submit_remote(job: Path, address: str) -> dict[str, Any]:
+        from .remote import follow_logs, submit_job
+
+        extra: list[str] = []
+        for flag, val in (("--store", store), ("--samples", samples), ("--actors", actors), ("--stages", stages)):
+            if val is not None:
+                extra += [flag, str(val)]
+        extra += ["--fresh"] * fresh + ["--retry-failed"] * retry_failed + ["--json"] * as_json
+        job_id = submit_job(job, address, extra)
+        if detach:
+            return {"job_id": job_id, "status": "SUBMITTED"}
+        typer.echo(f"submitted Ray job {job_id}; streaming its logs", err=True)
+        status = follow_logs(job_id, address, out=sys.stderr)
+        return {"job_id": job_id, "status": status}
+
+    report = _run(go)
+    if "remote" in report:
+        r = report["remote"]
+        typer.echo(json.dumps(r) if as_json or detach else f"job {r['job_id']}: {r['status']}")
+        if r["status"] not in ("SUCCEEDED", "SUBMITTED"):
+            raise typer.Exit(1)
+        return
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json else format_summary(report))
+    if report["summary"]["samples"]["pending"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def inspect(
+    store: str = typer.Argument(..., help="Store URI."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    verify: bool = typer.Option(False, "--verify", help="Check shapes, status against data, NaNs, fingerprint."),
+) -> None:
+    """Describe a store: arrays, sample status, regions, methods, resolved spec."""
+    from .store import Store
+
+    def go() -> dict[str, Any]:
+        st = Store.open(store)
+        info = st.describe()
+        if verify:
+            from .verify import verify_store
+
+            info["problems"] = verify_store(st)
+        return info
+
+    info = _run(go)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+    else:
+        typer.echo(_format_inspect(info))
+    if verify and info["problems"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    job_id: str = typer.Argument(..., help="Ray job id printed by submit --detach."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray dashboard address (default $RAY_API_SERVER_ADDRESS or http://127.0.0.1:8265)."),
+) -> None:
+    """Status of a job submitted with --address http://…."""
+    from .remote import default_address, job_status
+
+    info = _run(lambda: job_status(job_id, default_address(address)))
+    typer.echo(json.dumps(info))
+
+
+@app.command()
+def logs(
+    job_id: str = typer.Argument(..., help="Ray job id."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray dashboard address."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
+) -> None:
+    """Logs of a job submitted with --address http://…."""
+    from .remote import default_address, follow_logs, job_logs
+
+    addr = default_address(address)
+    if follow:
+        _run(lambda: follow_logs(job_id, addr))
+    else:
+        typer.echo(_run(lambda: job_logs(job_id, addr)), nl=False)
+
+
+def _format_inspect(info: dict[str, Any]) -> str:
+    s = info["samples"]
+    lines = [
+        f"store:       {info['uri']}",
+        f"fingerprint: {info['fingerprint'][:16]}…  (lrgan-dist {info['lrgan_dist_version']}, created {info['created']})",
+        f"generator:   {json.dumps(info['generator'], default=str)[:200]}",
+        f"samples:     {s['done']} done · {s['failed']} failed · {s['pending']} pending of {s['total']}"
+        + ("  (complete)" if info["complete"] else ""),
+        f"regions:     {', '.join(info['regions'])}",
+    ]
+    for region, methods in info["methods"].items():
+        for label, m in methods.items():
+            lines.append(f"directions:  {region}/{label} ({m['method']}, params {m['param_hash'][:8]}): "
+                         f"{m['done']} done, {m['failed']} failed")
+    lines.append("")
+    lines.append(f"{'array':<44} {'shape':<24} {'chunks':<24} {'dtype':<10} codecs")
+    for a in info["arrays"]:
+        lines.append(f"{a['path']:<44} {str(a['shape']):<24} {str(a['chunks']):<24} {a['dtype']:<10} {','.join(a['codecs'])}")
+    if "problems" in info:
+        lines.append("")
+        lines.append("verify: " + ("OK" if not info["problems"] else f"{len(info['problems'])} problem(s)"))
+        lines.extend(f"  - {p}" for p in info["problems"])
+    return "\n".join(lines)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,539 @@
+"""Job specification: YAML → frozen, typed, validated, resolved and fingerprinted.
+
+A job spec is parsed once, at the edge (CLI or API), into :class:`JobSpec`; everything
+downstream receives typed frozen dataclasses and never sees raw YAML. Every error is a
+:class:`SpecError` naming the field (``regions.eyes.box``), what was received and what
+was expected; unknown keys get a did-you-mean suggestion.
+
+Sections (see README "Job spec reference" for every key and default)::
+
+    name:      free text
+    generator: {kind, params}                    registry key + adapter parameters
+    latent:    {space, layers, truncation}       forwarded to adapters that take them
+    samples:   {count, seed}                     latent i is drawn from (seed, i) alone
+    grid:      {resolution, channels}            analysis grid h = w = resolution
+    regions:   {NAME: {box | mask | preset | part, units, labels}}
+    methods:   {LABEL: {method, ...params}}      LABEL defaults to the method name
+    compute:   {actors, batch_size, gpus_per_actor, torch_threads, jvp_chunk,
+                keep_jacobians, gram_dtype}
+    store:     {uri, chunk_samples}
+    transfer:  {sources, targets, ...}           cross-image study (transfer stage)
+
+The **data fingerprint** is a stable SHA-256 of the resolved sections that decide the
+per-sample data (generator, latent, samples, grid, regions, store layout, kept
+Jacobians, Gram dtype). Methods and transfer settings are excluded on purpose: each
+result group carries its own parameter hash, so a store can be re-factorized with
+new method parameters without recomputing Jacobians.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+__all__ = [
+    "SpecError",
+    "JobSpec",
+    "GeneratorSpec",
+    "LatentSpec",
+    "SamplesSpec",
+    "GridSpec",
+    "RegionSpec",
+    "MethodSpec",
+    "ComputeSpec",
+    "StoreSpec",
+    "TransferSpec",
+    "load_spec",
+    "parse_spec",
+]
+
+
+class SpecError(ValueError):
+    """Invalid job spec; the message names the field, the value and what is expected."""
+
+    def __init__(self, field_path: str, message: str, source: str | None = None):
+        self.field = field_path
+        prefix = f"{source}: " if source else ""
+        super().__init__(f"{prefix}{field_path}: {message}" if field_path else f"{prefix}{message}")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    kind: str = "synthetic"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    space: str | None = None  # adapter default when None (synthetic: its only space)
+    layers: tuple[int, ...] | None = None
+    truncation: float | None = None
+
+
+@dataclass(frozen=True)
+class SamplesSpec:
+    count: int = 64
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    resolution: int | None = None  # None → min(H, 256)
+    channels: Literal["mean", "sum", "rgb"] = "mean"
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    name: str
+    box: tuple[float, float, float, float] | None = None  # (y0, x0, y1, x1)
+    units: Literal["normalized", "pixels"] = "normalized"
+    mask: str | None = None  # .npy / .png path, relative to the spec file
+    preset: str | None = None  # e.g. "ffhq:eyes"
+    part: str | None = None  # generator ground-truth part (per-sample masks)
+    labels: tuple[int, ...] | None = None  # label map → inside = label in labels
+    truth: str | None = None  # ground-truth part to score directions against (synthetic)
+
+    @property
+    def kind(self) -> str:
+        for k in ("box", "mask", "preset", "part"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated RegionSpec without a kind")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    label: str
+    method: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComputeSpec:
+    actors: int | None = None  # None → number of GPUs, else CPUs available to Ray
+    batch_size: int | None = None  # samples per forward pass; None → chunk_samples
+    gpus_per_actor: float | None = None  # None → 1 when the cluster has GPUs, else 0
+    cpus_per_actor: float = 1.0
+    torch_threads: int | None = None  # None → cpus_per_actor
+    jvp_chunk: int = 16  # latent directions per batched JVP
+    keep_jacobians: bool = False
+    gram_dtype: Literal["float32", "float64"] = "float32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    factorize_device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_retries: int = 3
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    uri: str = "runs/lrgan.zarr"
+    chunk_samples: int = 16
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    sources: tuple[int, ...] | int = 4  # int K → first K done samples; list → indices
+    targets: tuple[int, ...] | None = None  # None → all done samples
+    directions: int = 8  # max directions per (source, region, method)
+    realized_pairs: int = 64
+    strengths: tuple[float, ...] = (0.5,)
+    similarity_samples: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    generator: GeneratorSpec
+    latent: LatentSpec
+    samples: SamplesSpec
+    grid: GridSpec
+    regions: tuple[RegionSpec, ...]
+    methods: tuple[MethodSpec, ...]
+    compute: ComputeSpec
+    store: StoreSpec
+    transfer: TransferSpec
+    base_dir: str = "."  # directory of the spec file; relative paths resolve against it
+
+    # ----------------------------------------------------------------- derived
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec as plain JSON-able data (saved with every store)."""
+        d = _plain(dataclasses.asdict(self))
+        d["regions"] = {r.pop("name"): {k: v for k, v in r.items() if v is not None} for r in d["regions"]}
+        d["methods"] = {m["label"]: {"method": m["method"], **m["params"]} for m in d["methods"]}
+        d.pop("base_dir")
+        return d
+
+    def data_fingerprint(self) -> str:
+        d = self.to_dict()
+        keep = {k: d[k] for k in ("generator", "latent", "samples", "grid", "regions")}
+        keep["store"] = {"chunk_samples": d["store"]["chunk_samples"]}
+        keep["compute"] = {k: d["compute"][k] for k in ("keep_jacobians", "gram_dtype")}
+        # Region mask files are identified by content, not by path.
+        for name, r in keep["regions"].items():
+            if "mask" in r:
+                p = self.resolve_path(r["mask"])
+                r = dict(r, mask_sha256=_file_sha256(p) if p.exists() else None)
+                r.pop("mask")
+                keep["regions"][name] = r
+        return _sha(keep)
+
+    def resolve_path(self, p: str) -> Path:
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+    def region(self, name: str) -> RegionSpec:
+        for r in self.regions:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def replace(self, **sections: Any) -> "JobSpec":
+        return dataclasses.replace(self, **sections)
+
+    def with_overrides(
+        self, *, store: str | None = None, samples: int | None = None, actors: int | None = None
+    ) -> "JobSpec":
+        """CLI overrides, validated like the YAML fields they replace."""
+        spec = self
+        if store is not None:
+            spec = spec.replace(store=dataclasses.replace(spec.store, uri=store))
+        if samples is not None:
+            if samples < 1:
+                raise SpecError("--samples", f"received {samples}; expected an integer >= 1")
+            spec = spec.replace(samples=dataclasses.replace(spec.samples, count=samples))
+        if actors is not None:
+            if actors < 1:
+                raise SpecError("--actors", f"received {actors}; expected an integer >= 1")
+            spec = spec.replace(compute=dataclasses.replace(spec.compute, actors=actors))
+        _check_consistency(spec)
+        return spec
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read, parse and validate a YAML job spec file."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError("", f"job spec file {str(path)!r} does not exist; expected a YAML file")
+    if path.is_dir():
+        raise SpecError("", f"job spec {str(path)!r} is a directory; expected a YAML file")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise SpecError("", f"malformed YAML at {where}: {exc.problem}", source=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise SpecError("", f"malformed YAML: {exc}", source=str(path)) from None
+    try:
+        return parse_spec(raw, base_dir=str(path.resolve().parent))
+    except SpecError as exc:
+        raise SpecError(exc.field, str(exc)[len(exc.field) + 2 :] if exc.field else str(exc), source=str(path)) from None
+
+
+_FRACTION = re.compile(r"\s*\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*")
+_TOP = ("name", "generator", "latent", "samples", "grid", "regions", "methods", "compute", "store", "transfer")
+_DEFAULT_METHODS = {"lowrankgan": {}, "resefa": {}, "jacobian_svd": {}}
+
+
+def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:
+    """Validate a parsed YAML mapping and fill in defaults."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise SpecError("", f"received a {type(raw).__name__}; expected a mapping of sections {list(_TOP)}")
+    _check_keys(raw, _TOP, "")
+    gen_raw = _section(raw, "generator")
+    _check_keys(gen_raw, ("kind", "params"), "generator")
+    kind = gen_raw.get("kind", "synthetic")
+    if not isinstance(kind, str):
+        raise SpecError("generator.kind", f"received {kind!r}; expected a generator name")
+    from .generators.base import available
+
+    kinds = available()
+    if kind not in kinds:
+        raise SpecError("generator.kind", f"unknown generator {kind!r}{_suggest(kind, kinds)}; expected one of {kinds}")
+    params = gen_raw.get("params", {}) or {}
+    if not isinstance(params, Mapping):
+        raise SpecError("generator.params", f"received {params!r}; expected a mapping")
+    generator = GeneratorSpec(kind=kind, params=_freeze(dict(params)))
+
+    latent = _parse_dataclass(LatentSpec, _section(raw, "latent"), "latent")
+    samples = _parse_dataclass(SamplesSpec, _section(raw, "samples"), "samples")
+    _require(samples.count >= 1, "samples.count", samples.count, "an integer >= 1")
+    _require(samples.seed >= 0, "samples.seed", samples.seed, "an integer >= 0")
+    grid = _parse_dataclass(GridSpec, _section(raw, "grid"), "grid")
+    if grid.resolution is not None:
+        _require(grid.resolution >= 1, "grid.resolution", grid.resolution, "an integer >= 1 (or null for min(H, 256))")
+
+    regions_raw = raw.get("regions")
+    if not regions_raw:
+        raise SpecError("regions", f"received {regions_raw!r}; expected at least one region, e.g. {{eyes: {{box: [0.3, 0.2, 0.5, 0.8]}}}}")
+    if not isinstance(regions_raw, Mapping):
+        raise SpecError("regions", f"received a {type(regions_raw).__name__}; expected a mapping NAME -> region")
+    regions = tuple(_parse_region(str(n), r) for n, r in regions_raw.items())
+
+    methods_raw = raw.get("methods", _DEFAULT_METHODS)
+    if methods_raw is None:
+        methods_raw = _DEFAULT_METHODS
+    if not isinstance(methods_raw, Mapping) or not methods_raw:
+        raise SpecError("methods", f"received {methods_raw!r}; expected a mapping LABEL -> parameters")
+    methods = tuple(_parse_method(str(label), m) for label, m in methods_raw.items())
+
+    compute = _parse_dataclass(ComputeSpec, _section(raw, "compute"), "compute")
+    for f in ("actors", "batch_size", "torch_threads"):
+        v = getattr(compute, f)
+        if v is not None:
+            _require(v >= 1, f"compute.{f}", v, "an integer >= 1 (or null for automatic)")
+    _require(compute.jvp_chunk >= 1, "compute.jvp_chunk", compute.jvp_chunk, "an integer >= 1")
+    _require(compute.cpus_per_actor > 0, "compute.cpus_per_actor", compute.cpus_per_actor, "a number > 0")
+    if compute.gpus_per_actor is not None:
+        _require(compute.gpus_per_actor >= 0, "compute.gpus_per_actor", compute.gpus_per_actor, "a number >= 0")
+    _require(compute.max_retries >= 0, "compute.max_retries", compute.max_retries, "an integer >= 0")
+    store = _parse_dataclass(StoreSpec, _section(raw, "store"), "store")
+    _require(store.chunk_samples >= 1, "store.chunk_samples", store.chunk_samples, "an integer >= 1")
+    _require(bool(store.uri), "store.uri", store.uri, "a directory path or s3:// URI")
+    transfer = _parse_dataclass(TransferSpec, _section(raw, "transfer"), "transfer")
+
+    name = raw.get("name", "lrgan-job")
+    if not isinstance(name, str):
+        raise SpecError("name", f"received {name!r}; expected a string")
+    spec = JobSpec(
+        name=name,
+        generator=generator,
+        latent=latent,
+        samples=samples,
+        grid=grid,
+        regions=regions,
+        methods=methods,
+        compute=compute,
+        store=store,
+        transfer=transfer,
+        base_dir=base_dir,
+    )
+    _check_consistency(spec)
+    return spec
+
+
+def _check_consistency(spec: JobSpec) -> None:
+    t = spec.transfer
+    n = spec.samples.count
+    if isinstance(t.sources, int):
+        _require(t.sources >= 1, "transfer.sources", t.sources, "an integer >= 1 or a list of sample indices")
+        if t.sources > n:
+            raise SpecError("transfer.sources", f"received {t.sources} sources but samples.count is {n}; expected at most {n}")
+    else:
+        bad = [i for i in t.sources if not 0 <= i < n]
+        if bad:
+            raise SpecError("transfer.sources", f"received indices {bad}; expected sample indices in [0, {n})")
+    if t.targets is not None:
+        bad = [i for i in t.targets if not 0 <= i < n]
+        if bad:
+            raise SpecError("transfer.targets", f"received indices {bad}; expected sample indices in [0, {n})")
+    _require(t.directions >= 1, "transfer.directions", t.directions, "an integer >= 1")
+    _require(t.realized_pairs >= 0, "transfer.realized_pairs", t.realized_pairs, "an integer >= 0")
+    _require(t.similarity_samples >= 2, "transfer.similarity_samples", t.similarity_samples, "an integer >= 2")
+    if spec.compute.batch_size is not None and spec.compute.batch_size > spec.store.chunk_samples:
+        raise SpecError(
+            "compute.batch_size",
+            f"received {spec.compute.batch_size} but store.chunk_samples is {spec.store.chunk_samples}; "
+            "expected batch_size <= chunk_samples (a work unit is one chunk)",
+        )
+
+
+def _parse_region(name: str, raw: Any) -> RegionSpec:
+    where = f"regions.{name}"
+    if not isinstance(raw, Mapping):
+        raise SpecError(where, f"received {raw!r}; expected a mapping with one of box, mask, preset, part")
+    if "/" in name or not name or name.startswith("."):
+        raise SpecError(where, f"received region name {name!r}; expected a name without '/' or leading '.'")
+    r = _parse_dataclass(RegionSpec, raw, where, extra={"name": name})
+    kinds = [k for k in ("box", "mask", "preset", "part") if getattr(r, k) is not None]
+    if len(kinds) != 1:
+        raise SpecError(where, f"received {kinds or 'none'}; expected exactly one of box, mask, preset, part")
+    if r.box is not None:
+        y0, x0, y1, x1 = r.box
+        if not (y1 > y0 and x1 > x0):
+            raise SpecError(f"{where}.box", f"received {list(r.box)}; expected [y0, x0, y1, x1] with y1 > y0 and x1 > x0")
+        if r.units == "normalized" and not all(-1e-9 <= v <= 1 + 1e-9 for v in r.box):
+            raise SpecError(f"{where}.box", f"received {list(r.box)}; expected normalized coordinates in [0, 1] (or units: pixels)")
+    if r.preset is not None:
+        from .regions import FFHQ_PRESETS
+
+        names = [f"ffhq:{k}" for k in FFHQ_PRESETS]
+        if r.preset not in names:
+            raise SpecError(f"{where}.preset", f"unknown preset {r.preset!r}{_suggest(r.preset, names)}; expected one of {names}")
+    return r
+
+
+def _parse_method(label: str, raw: Any) -> MethodSpec:
+    where = f"methods.{label}"
+    if raw is not None and not isinstance(raw, Mapping):
+        raise SpecError(where, f"received {raw!r}; expected a mapping of parameters")
+    raw = dict(raw or {})
+    name = raw.pop("method", label)
+    from .methods import available_methods, get_method
+
+    names = available_methods()
+    if name not in names:
+        raise SpecError(where if "method" not in raw else f"{where}.method",
+                        f"unknown method {name!r}{_suggest(name, names)}; expected one of {names}")
+    if "/" in label or "@" in label:
+        raise SpecError(where, f"received label {label!r}; expected a name without '/' or '@'")
+    for key, val in list(raw.items()):  # the paper writes λ = 1/60; accept that literally
+        if isinstance(val, str) and _FRACTION.fullmatch(val):
+            raw[key] = _parse_fraction(val, f"{where}.{key}")
+    try:
+        get_method(name, **raw)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(where, str(exc)) from None
+    return MethodSpec(label=label, method=name, params=_freeze(raw))
+
+
+# --------------------------------------------------------------------------- typed fields
+
+
+def _parse_dataclass(cls: type, raw: Mapping[str, Any], where: str, extra: Mapping[str, Any] | None = None) -> Any:
+    extra = dict(extra or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in extra]
+    _check_keys(raw, names, where)
+    kwargs = {}
+    for name in names:
+        if name in raw:
+            kwargs[name] = _coerce(raw[name], hints[name], f"{where}.{name}")
+    kwargs.update(extra)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except SpecError as exc:
+                errors.append(str(exc))
+        raise SpecError(where, f"received {value!r}; expected {_describe(tp)}")
+    if origin is Literal:
+        if value not in args:
+            raise SpecError(where, f"received {value!r}{_suggest(str(value), [str(a) for a in args])}; expected one of {list(args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(where, f"received {value!r}; expected a list ({_describe(tp)})")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise SpecError(where, f"received {len(value)} values {list(value)}; expected {len(args)} values")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SpecError(where, f"received {value!r}; expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(where, f"received {value!r}; expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            value = _parse_fraction(value, where)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(where, f"received {value!r}; expected a finite number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise SpecError(where, f"received {value!r}; expected a string")
+        return value
+    if origin in (Mapping, dict) or tp is Any:
+        return value
+    raise TypeError(f"unsupported field type {tp} at {where}")
+
+
+def _parse_fraction(text: str, where: str) -> float:
+    """Accept '1/60' for λ-like fields, as the paper writes it."""
+    try:
+        if "/" in text:
+            a, b = text.split("/", 1)
+            return float(a) / float(b)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise SpecError(where, f"received {text!r}; expected a number such as 0.0167 or 1/60") from None
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + str(list(args))
+    if origin is tuple:
+        return "a list"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false", type(None): "null"}.get(tp, str(tp))
+
+
+def _check_keys(raw: Mapping[str, Any], valid: tuple[str, ...] | list[str], where: str) -> None:
+    for key in raw:
+        if key not in valid:
+            path = f"{where}.{key}" if where else str(key)
+            raise SpecError(path, f"unknown key {key!r}{_suggest(str(key), list(valid))}; expected one of {sorted(valid)}")
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    val = raw.get(key) or {}
+    if not isinstance(val, Mapping):
+        raise SpecError(key, f"received {val!r}; expected a mapping")
+    return val
+
+
+def _require(ok: bool, where: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise SpecError(where, f"received {value!r}; expected {expected}")
+
+
+def _freeze(d: dict[str, Any]) -> dict[str, Any]:
+    # A private copy: the dataclass is frozen, nobody holds a reference to this dict.
+    return json.loads(json.dumps(d))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
