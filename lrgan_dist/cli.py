@@ -82,8 +82,10 @@ def submit(
     detach: bool = typer.Option(False, "--detach", help="With an http:// address: return the Ray job id at once."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+    report_dir: Optional[str] = typer.Option(None, "--report", help="Report directory (default: <store>-report)."),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not write the report after the transfer stage."),
 ) -> None:
-    """Run a job: jacobians → factorize, then print a summary."""
+    """Run a job: jacobians → factorize → transfer, write the report, print a summary."""
     from .pipeline import parse_stages, submit as run_submit
     from .spec import SpecError, load_spec
     from .summary import format_summary
@@ -96,7 +98,7 @@ def submit(
         if detach:
             raise SpecError("--detach", "requires --address http://HEAD:8265 (Ray Job submission)")
         return run_submit(spec, stages=st, address=address, fresh=fresh, show_progress=not no_progress,
-                          retry_failed=retry_failed)
+                          retry_failed=retry_failed, report_dir=False if no_report else report_dir)
 
     def _submit_remote(job: Path, address: str) -> dict[str, Any]:
         from .remote import follow_logs, submit_job
@@ -150,6 +152,102 @@ def inspect(
         typer.echo(_format_inspect(info))
     if verify and info["problems"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    store: str = typer.Argument(..., help="Store URI."),
+    out: Path = typer.Option(..., "--out", help="Output directory for report.md, report.html, transfer.parquet, CSVs."),
+    as_json: bool = typer.Option(False, "--json", help="Print paths and headline numbers as JSON."),
+) -> None:
+    """Write the cross-image transfer report of a store."""
+    from analysis.report import write_report
+    from .store import Store
+
+    def go() -> dict[str, Any]:
+        Store.open(store)  # clear error for a missing or foreign store
+        return write_report(store, out)
+
+    res = _run(go)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2, default=str))
+    else:
+        typer.echo(f"report: {out / 'report.html'}")
+        for name, path in sorted(res.get("paths", {}).items()):
+            typer.echo(f"  {name:<22} {path}")
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    from .spec import SpecError
+
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SpecError(flag, f"received {text!r}; expected comma-separated numbers such as -3,0,3") from None
+    if not vals:
+        raise SpecError(flag, f"received {text!r}; expected at least one number")
+    return vals
+
+
+@app.command()
+def edit(
+    store: str = typer.Argument(..., help="Store URI."),
+    region: str = typer.Option(..., "--region", help="Region name."),
+    method: str = typer.Option(..., "--method", help="Method label."),
+    sample: str = typer.Option(..., "--sample", help="Sample index or list, e.g. 0 or 0,3,5 or 0-3."),
+    direction: int = typer.Option(0, "--direction", help="Direction index k (0 = best)."),
+    strengths: str = typer.Option("-3,3,7", "--strengths", help="START,STOP,COUNT: COUNT strengths evenly spaced."),
+    source: Optional[int] = typer.Option(None, "--source", help="Take the direction from this sample (transfer)."),
+    out: Path = typer.Option(..., "--out", help="Output PNG."),
+) -> None:
+    """Render an edit grid: rows = samples, columns = strengths, region outlined."""
+    import numpy as np
+
+    from .edit import edit_grid
+    from .render import parse_seeds
+    from .spec import SpecError
+
+    def go() -> Path:
+        vals = _floats(strengths, "--strengths")
+        if len(vals) != 3 or not vals[2].is_integer() or vals[2] < 1:
+            raise SpecError("--strengths", f"received {strengths!r}; expected START,STOP,COUNT such as -3,3,7")
+        alphas = [float(v) for v in np.linspace(vals[0], vals[1], int(vals[2]))]
+        return edit_grid(store, region, method, list(parse_seeds(sample)), direction, alphas, out, source=source)
+
+    path = _run(go)
+    typer.echo(str(path))
+
+
+@app.command()
+def render(
+    job: Path = typer.Argument(..., help="Job spec YAML."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Sample indices, e.g. 0-7."),
+    latents: Optional[Path] = typer.Option(None, "--latents", help="Latents .npy [n, d]."),
+    space: Optional[str] = typer.Option(None, "--space", help="Space of --latents: z | w."),
+    out: Path = typer.Option(..., "--out", help="Output .npz (images f32 NCHW in the generator's range)."),
+) -> None:
+    """Render images of a job's generator to an .npz file."""
+    import numpy as np
+
+    from .render import parse_seeds, render as do_render
+    from .spec import SpecError, load_spec
+
+    def go() -> dict[str, Any]:
+        spec = load_spec(job)
+        if seeds is not None and latents is not None:
+            raise SpecError("--seeds", "received both --seeds and --latents; expected one of them")
+        lat = None
+        if latents is not None:
+            if not latents.exists():
+                raise SpecError("--latents", f"file {str(latents)!r} does not exist; expected a .npy array [n, d]")
+            try:
+                lat = np.load(latents, allow_pickle=False)
+            except ValueError as exc:
+                raise SpecError("--latents", f"{latents}: {exc}; expected a numeric .npy array [n, d]") from None
+        return do_render(spec, seeds=parse_seeds(seeds) if seeds is not None else None, latents=lat, space=space, out=out)
+
+    res = _run(go)
+    typer.echo(json.dumps(res, default=str))
 
 
 @app.command()

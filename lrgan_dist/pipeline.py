@@ -15,7 +15,7 @@ from .store import Store, StoreError, remove_store, store_exists
 
 __all__ = ["STAGES", "submit", "prepare_store"]
 
-STAGES = ("jacobians", "factorize")
+STAGES = ("jacobians", "factorize", "transfer")
 
 
 def parse_stages(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -122,9 +122,21 @@ def run_factorize(spec: JobSpec, store: Store, ray: Any, show_progress: bool = T
     return {"units": len(units), "groups": [g[2] for g in groups], "seconds": time.perf_counter() - t0}
 
 
+def default_report_dir(uri: str) -> str:
+    """``runs/x.zarr`` → ``runs/x-report`` (local stores); ``./<name>-report`` for remote ones."""
+    base = uri.rstrip("/")
+    if "://" in base:
+        base = base.rsplit("/", 1)[-1]
+    return (base[:-5] if base.endswith(".zarr") else base) + "-report"
+
+
 def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None = None, fresh: bool = False,
-           show_progress: bool = True, retry_failed: bool = False) -> dict[str, Any]:
-    """Run ``stages`` of ``spec``; returns a JSON-able summary."""
+           show_progress: bool = True, retry_failed: bool = False, report_dir: str | None | bool = None) -> dict[str, Any]:
+    """Run ``stages`` of ``spec``; returns a JSON-able summary.
+
+    When the transfer stage ran, the report is written to ``report_dir`` (default
+    :func:`default_report_dir`); ``report_dir=False`` skips it.
+    """
     from .runtime import ray_session
     from .summary import summarize
 
@@ -144,6 +156,16 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
             report["stages"]["jacobians"] = run_jacobians(spec, store, ray, show_progress, retry_failed)
         if "factorize" in stages:
             report["stages"]["factorize"] = run_factorize(spec, store, ray, show_progress)
+        if "transfer" in stages:
+            from .stages.transfer import run_transfer
+
+            report["stages"]["transfer"] = run_transfer(spec, store, ray, show_progress)
     report["summary"] = summarize(spec, store)
+    if "transfer" in stages and report_dir is not False:
+        from analysis.report import write_report
+
+        out = report_dir or default_report_dir(spec.store.uri)
+        rep = write_report(spec.store.uri, out)
+        report["report"] = {"dir": str(out), "headline": rep.get("headline")}
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report

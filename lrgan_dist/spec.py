@@ -147,10 +147,14 @@ class TransferSpec:
     sources: tuple[int, ...] | int = 4  # int K → first K done samples; list → indices
     targets: tuple[int, ...] | None = None  # None → all done samples
     directions: int = 8  # max directions per (source, region, method)
-    realized_pairs: int = 64
-    strengths: tuple[float, ...] = (0.5,)
-    similarity_samples: int = 32
-    seed: int = 0
+    realized_pairs: int = 64  # (source, target) pairs rendered with the generator
+    strengths: tuple[float, ...] = (0.5,)  # α of the realized edits x_j ± α·v (latent units)
+    similarity_samples: int | tuple[int, ...] = 32  # int M → first M done samples; list → indices
+    seed: int = 0  # realized-pair sampling
+    regions: tuple[str, ...] | None = None  # regions whose directions are studied; None → all
+    methods: tuple[str, ...] | None = None  # method labels studied; None → all per-sample methods
+    score_on: dict[str, Any] = field(default_factory=dict)  # region → region(s) scoring it; default itself
+    carry_frac: float = 0.01  # carrying: ≥ carry_frac of the source's largest region energy
 
 
 @dataclass(frozen=True)
@@ -348,7 +352,39 @@ def _check_consistency(spec: JobSpec) -> None:
             raise SpecError("transfer.targets", f"received indices {bad}; expected sample indices in [0, {n})")
     _require(t.directions >= 1, "transfer.directions", t.directions, "an integer >= 1")
     _require(t.realized_pairs >= 0, "transfer.realized_pairs", t.realized_pairs, "an integer >= 0")
-    _require(t.similarity_samples >= 2, "transfer.similarity_samples", t.similarity_samples, "an integer >= 2")
+    if isinstance(t.similarity_samples, int):
+        _require(t.similarity_samples >= 2, "transfer.similarity_samples", t.similarity_samples,
+                 "an integer >= 2 or a list of at least 2 sample indices")
+    else:
+        bad = [i for i in t.similarity_samples if not 0 <= i < n]
+        if bad or len(set(t.similarity_samples)) < 2:
+            raise SpecError("transfer.similarity_samples", f"received {list(t.similarity_samples)}; "
+                            f"expected at least 2 distinct sample indices in [0, {n})")
+    for a in t.strengths:
+        _require(a != 0, "transfer.strengths", list(t.strengths), "non-zero edit strengths α")
+    _require(0 < t.carry_frac <= 1, "transfer.carry_frac", t.carry_frac, "a number in (0, 1]")
+    region_names = [r.name for r in spec.regions]
+    for r in t.regions or ():
+        if r not in region_names:
+            raise SpecError("transfer.regions", f"unknown region {r!r}{_suggest(r, region_names)}; "
+                            f"expected names from regions: {region_names}")
+    labels = [m.label for m in spec.methods]
+    for m in t.methods or ():
+        if m not in labels:
+            raise SpecError("transfer.methods", f"unknown method label {m!r}{_suggest(m, labels)}; "
+                            f"expected labels from methods: {labels}")
+    if not isinstance(t.score_on, Mapping):
+        raise SpecError("transfer.score_on", f"received {t.score_on!r}; expected a mapping REGION -> region or list of regions")
+    for key, val in t.score_on.items():
+        where = f"transfer.score_on.{key}"
+        if key not in region_names:
+            raise SpecError(where, f"unknown region {key!r}{_suggest(str(key), region_names)}; expected names from regions: {region_names}")
+        vals = [val] if isinstance(val, str) else val
+        if not isinstance(vals, (list, tuple)) or not vals or not all(isinstance(v, str) for v in vals):
+            raise SpecError(where, f"received {val!r}; expected a region name or a non-empty list of region names")
+        for v in vals:
+            if v not in region_names:
+                raise SpecError(where, f"unknown region {v!r}{_suggest(v, region_names)}; expected names from regions: {region_names}")
     if spec.compute.batch_size is not None and spec.compute.batch_size > spec.store.chunk_samples:
         raise SpecError(
             "compute.batch_size",
@@ -428,6 +464,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1:  # Optional[X]: X's own message is the most specific
+            return _coerce(value, real[0], where)
         errors = []
         for a in args:
             if a is type(None):
@@ -490,7 +529,7 @@ def _describe(tp: Any) -> str:
     if origin is Literal:
         return "one of " + str(list(args))
     if origin is tuple:
-        return "a list"
+        return "a list" if (len(args) == 2 and args[1] is Ellipsis) else f"a list of {len(args)} values"
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false", type(None): "null"}.get(tp, str(tp))
 
 

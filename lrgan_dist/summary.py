@@ -90,6 +90,23 @@ def format_summary(report: dict[str, Any]) -> str:
                       f"{100 * r['in_subspace_frac']:.0f}% samples all sin<0.05, coverage {r['coverage_mean']:.2f}")
             lines.append(f"{r['region']:<12} {r['method']:<16} {r['done']:>5} {r['mean_rank']:>6.1f} "
                          f"{r.get('mean_carrying', float('nan')):>6.1f}  {gt}")
+    tr = report.get("stages", {}).get("transfer")
+    if tr and tr.get("summary", {}).get("groups"):
+        lines.append("")
+        lines.append(f"transfer: {tr['summary']['sources']} sources x {tr['summary']['targets']} targets "
+                     "(locality = share of the first-order change inside the target's region)")
+        hdr = f"{'region':<12} {'method':<16} {'scored on':<12} {'self':>6} {'cross':>6} {'realized':>9}"
+        lines.append(hdr)
+        lines.append("-" * len(hdr))
+        for g in tr["summary"]["groups"]:
+            def f(v: Any) -> str:
+                return "   n/a" if v is None else f"{v:6.3f}"
+            lines.append(f"{g.get('region', ''):<12} {g.get('method', ''):<16} {g.get('scored_on', ''):<12} "
+                         f"{f(g.get('self_locality'))} {f(g.get('cross_locality'))} "
+                         f"{f(g.get('realized_cross_locality')):>9}")
+    if report.get("report"):
+        lines.append("")
+        lines.append(f"report: {report['report']['dir']}/report.html")
     if "seconds" in report:
         lines.append("")
         lines.append(f"wall time: {report['seconds']:.1f} s")

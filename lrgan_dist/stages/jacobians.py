@@ -16,6 +16,7 @@ plus 2R·n·(c·h·w)·d² flops for the Grams, plus one write per array chunk.
 """
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from ..regions import RegionConfig, part_masks, region_mask
 from ..spec import JobSpec, RegionSpec, SpecError
 from ..store import DONE, FAILED, Layout, Store
 from .common import analysis_grid, finite_rows, make_generator, pick_device, preview_hw
+
+# Seconds to sleep per unit; only the fault-tolerance tests set it.
+_TEST_DELAY = float(os.environ.get("LRGAN_TEST_UNIT_DELAY", "0") or 0)
 
 __all__ = ["JacobianWorker", "plan_layout", "static_region_masks", "region_config"]
 
@@ -144,6 +148,8 @@ class JacobianWorker:
 
     def run(self, unit: tuple[int, int]) -> UnitResult:
         t0 = time.perf_counter()
+        if _TEST_DELAY:  # test hook: slow units down so fault-injection tests can strike mid-run
+            time.sleep(_TEST_DELAY)
         start, stop = unit
         L, spec = self.layout, self.spec
         idx = list(range(start, stop))
