@@ -45,8 +45,8 @@ def test_nan_sample_is_marked_failed_and_others_go_on(tmp_path, monkeypatch):
 
     def poisoned(self, x, anchor=None):
         y = orig(self, x, anchor)
-        # samples whose first latent coordinate exceeds 1 get one NaN pixel
-        bad = (x[:, 0] > 1.0)[:, None, None, None]
+        # samples whose positive first latent coordinate get one NaN pixel
+        bad = (x[:, 0] > 0.0)[:, None, None, None]
         first = torch.zeros(y.shape[1:], dtype=torch.bool, device=y.device)
         first[0, 0, 0] = True
         return torch.where(bad & first, torch.full_like(y, float("nan")), y)
@@ -54,7 +54,7 @@ def test_nan_sample_is_marked_failed_and_others_go_on(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic.SyntheticFaces, "forward", poisoned)
     store = _run_units(spec)
     lat = store.read("latents")
-    expect_bad = lat[:, 0] > 1.0
+    expect_bad = lat[:, 0] > 0.0
     assert expect_bad.any() and not expect_bad.all(), "test needs a mix of good and bad samples"
     st = store.status()
     assert (st[expect_bad] == FAILED).all() and (st[~expect_bad] == DONE).all()

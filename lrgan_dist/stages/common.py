@@ -1,6 +1,7 @@
 """Helpers shared by the pipeline stages: generator construction, grid, devices."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,12 @@ from ..spec import JobSpec, SpecError
 def make_generator(spec: JobSpec, device: str | torch.device = "cpu") -> Any:
     """Build the spec's generator, forwarding the latent section to adapters."""
     params = dict(spec.generator.params)
+    ckpt = params.get("checkpoint")
+    if isinstance(ckpt, str) and "://" not in ckpt and not Path(ckpt).expanduser().is_absolute():
+        # Relative checkpoints: next to the job spec if there, else as given (working directory).
+        beside = spec.resolve_path(ckpt)
+        if beside.exists():
+            params["checkpoint"] = str(beside)
     lat = spec.latent
     for key in ("space", "layers", "truncation"):
         val = getattr(lat, key)
