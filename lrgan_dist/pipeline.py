@@ -1,6 +1,6 @@
 """Run a job: open/create the store, run the requested stages on Ray, summarise.
 
-    submit ──► jacobians ──► factorize ──► transfer ──► report      (DESIGN.md §2)
+    submit ──► jacobians ──► factorize ──► population ──► transfer ──► report   (DESIGN.md §2)
 
 The driver only plans and schedules: workers open the store themselves and write
 whole chunks, so the driver never holds more than the status vector.
@@ -15,7 +15,7 @@ from .store import Store, StoreError, remove_store, store_exists
 
 __all__ = ["STAGES", "submit", "prepare_store"]
 
-STAGES = ("jacobians", "factorize", "transfer")
+STAGES = ("jacobians", "factorize", "population", "transfer")
 
 
 def parse_stages(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -156,6 +156,10 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
             report["stages"]["jacobians"] = run_jacobians(spec, store, ray, show_progress, retry_failed)
         if "factorize" in stages:
             report["stages"]["factorize"] = run_factorize(spec, store, ray, show_progress)
+        if "population" in stages:
+            from .stages.population import run_population
+
+            report["stages"]["population"] = run_population(spec, store, ray, show_progress)
         if "transfer" in stages:
             from .stages.transfer import run_transfer
 

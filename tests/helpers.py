@@ -39,7 +39,7 @@ def write_spec(path: Path, **sections: Any) -> Path:
         "samples": {"count": 12, "seed": 0},
         "grid": {"resolution": 32},
         "regions": {"eyes": {"box": [0.35, 0.28, 0.56, 0.72]}, "eyes_mask": {"part": "eyes"}},
-        "methods": {"lowrankgan": {}, "jacobian_svd": {}},
+        "methods": {"lowrankgan": {"lam": 0.25, "rank_tol": 0.001}, "jacobian_svd": {}},
         "compute": {"actors": 2, "jvp_chunk": 16},
         "store": {"uri": str(path.parent / "store.zarr"), "chunk_samples": 4},
         "transfer": {"sources": 2},

