@@ -23,7 +23,9 @@ def pop_store(tmp_path_factory):
                      # faces move (layout factor), so the population's eye region is the
                      # per-sample ground-truth eye mask, not one fixed box
                      regions={"eyes": {"part": "eyes"}},
-                     methods={"lowrankgan": {"lam": 0.25, "rank_tol": 0.001}, "jacobian_svd": {}, "ganspace": {}},
+                     # the population rest Gram spans 20 directions with eigenvalues down to 3e-4 of the
+                     # largest (faces move), so the relative rank tolerance must sit below that
+                     methods={"lowrankgan": {"lam": 0.25, "rank_tol": 1e-4}, "jacobian_svd": {}, "ganspace": {}},
                      store={"uri": str(tmp / "s.zarr"), "chunk_samples": 4}, compute={"actors": 2})
     spec = load_spec(job)
     submit(spec, stages=("jacobians",), show_progress=False)
