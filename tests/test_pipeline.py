@@ -26,7 +26,8 @@ def test_submit_completes_and_summarises(small_store):
     assert jac["computed"] == 12 and jac["units"] == 3
     rows = {(r["region"], r["method"]): r for r in report["summary"]["directions"]}
     assert set(rows) == {(r, m) for r in ("eyes", "eyes_mask") for m in ("lowrankgan", "jacobian_svd")}
-    assert rows[("eyes", "lowrankgan")]["truth"] == "eyes"
+    assert rows[("eyes_mask", "lowrankgan")]["truth"] == "eyes"
+    assert "truth" not in rows[("eyes", "lowrankgan")]  # fixed boxes are scored only with truth: PART
     assert rows[("eyes", "lowrankgan")]["done"] == 12
 
 
