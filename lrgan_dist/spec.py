@@ -155,6 +155,7 @@ class TransferSpec:
     methods: tuple[str, ...] | None = None  # method labels studied; None → all per-sample methods
     score_on: dict[str, Any] = field(default_factory=dict)  # region → region(s) scoring it; default itself
     carry_frac: float = 0.01  # carrying: ≥ carry_frac of the source's largest region energy
+    realized_dtype: Literal["float32", "float64"] = "float32"  # generator precision of realized edits
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from ray_local import ray_env
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 N, CHUNK = 24, 4
+STAGES = "jacobians,factorize"  # the stages whose arrays are compared
 
 
 def _spec(tmp: Path, store: Path) -> Path:
@@ -131,7 +132,7 @@ def _run_in_process(job: Path, address: str) -> dict:
     from lrgan_dist.pipeline import submit
     from lrgan_dist.spec import load_spec
 
-    return submit(load_spec(job), address=address, show_progress=False)
+    return submit(load_spec(job), address=address, show_progress=False, stages=STAGES.split(","))
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,7 @@ def reference(tmp_path_factory):
     job = _spec(tmp, store)
     from helpers import cli
 
-    proc = cli("submit", str(job), "--no-progress")
+    proc = cli("submit", str(job), "--no-progress", "--stages", STAGES)
     assert proc.returncode == 0, proc.stderr
     return store
 
@@ -199,7 +200,8 @@ def test_driver_killed_and_resubmitted(cluster, tmp_path, reference):
     cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
     store = tmp_path / "c.zarr"
     job = _spec(tmp_path, store)
-    cmd = [sys.executable, "-m", "lrgan_dist", "submit", str(job), "--address", cluster.address, "--no-progress"]
+    cmd = [sys.executable, "-m", "lrgan_dist", "submit", str(job), "--address", cluster.address, "--no-progress",
+           "--stages", STAGES]
     env = ray_env()
     env["LRGAN_TEST_UNIT_DELAY"] = "0.6"
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
