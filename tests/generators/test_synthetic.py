@@ -165,7 +165,8 @@ def test_latents_independent_of_batching(seed, indices):
     # and the images too: a row does not depend on its batch
     y = g(whole)
     for k in range(len(indices)):
-        assert torch.allclose(y[k], g(whole[k : k + 1])[0], atol=1e-6)
+        # float32 BLAS rounding depends on the batch shape (measured up to 5e-6)
+        assert torch.allclose(y[k], g(whole[k : k + 1])[0], atol=2e-5)
 
 
 def test_generator_is_deterministic_in_seed():
@@ -312,7 +313,8 @@ def test_part_never_outgrows_its_box(gen64, gt, part):
         d = (gen64(xe) - gen64(x)).mean(1).reshape(-1)
         worst = max(worst, float((d**2 * rest).sum() / (d**2).sum()))
     print(f"\n{part}: largest share of a saturated edit's energy outside the box {worst:.1e}")
-    assert worst == 0.0  # compact edges: exactly nothing changes outside
+    # compact edges: nothing changes outside up to float64 rounding (measured ~1e-12)
+    assert worst <= 1e-10
 
 
 # ----------------------------------------------------------------------------- part masks
