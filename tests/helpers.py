@@ -45,7 +45,8 @@ def write_spec(path: Path, **sections: Any) -> Path:
         "transfer": {"sources": 2},
     }
     for k, v in sections.items():
-        if isinstance(v, dict) and isinstance(spec.get(k), dict):
+        # methods and regions are replaced as a whole; other sections are merged
+        if isinstance(v, dict) and isinstance(spec.get(k), dict) and k not in ("methods", "regions"):
             spec[k] = {**spec[k], **v}
         else:
             spec[k] = v
