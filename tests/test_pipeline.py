@@ -101,3 +101,16 @@ def test_validate_command(tmp_path):
     assert proc.returncode == 2
     assert "sampels" in proc.stderr and "did you mean 'samples'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_quickstart_job_through_the_cli(tmp_path):
+    """The README's main command on the embedded default (fewer samples to keep CI short)."""
+    store = tmp_path / "qs.zarr"
+    report = cli_json("submit", str(ROOT / "jobs" / "quickstart.yaml"), "--store", str(store), "--samples", "16",
+                      "--json", "--no-progress")
+    assert report["summary"]["samples"]["done"] == 16
+    assert set(report["stages"]) == {"jacobians", "factorize", "population", "transfer"}
+    info = cli_json("inspect", str(store), "--json")
+    assert info["complete"] is True
+    assert (tmp_path / "qs-report" / "report.html").exists()
