@@ -20,7 +20,16 @@ from ray_local import free_port
 
 pytestmark = [pytest.mark.slow]
 
-WEED = shutil.which("weed")
+def _weed() -> str | None:
+    # next to this interpreter first (pip puts console scripts there; pyenv shims may lag)
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).with_name("weed")
+    return str(beside) if beside.exists() else shutil.which("weed")
+
+
+WEED = _weed()
 
 
 @pytest.fixture(scope="module")
