@@ -37,6 +37,13 @@ def ray_head(num_cpus: int = 2) -> Iterator[tuple[str, str]]:
            f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={tmp}", "--include-dashboard=true",
            "--disable-usage-stats"]
     log = open(Path(tmp) / "head.log", "w")
+    # Token authentication on, with a token of our own that the clients (this process and
+    # the CLI subprocesses, which inherit os.environ) present.
+    import secrets
+
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
     proc = subprocess.Popen(cmd, env=ray_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{dport}"
     try:
@@ -65,6 +72,11 @@ def ray_head(num_cpus: int = 2) -> Iterator[tuple[str, str]]:
             proc.wait(timeout=10)
         _kill_session_leftovers(tmp)
         log.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _kill_session_leftovers(tmp: str) -> None:
