@@ -6,6 +6,7 @@ machine-readable summaries to stdout. ``--debug`` shows tracebacks.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -97,8 +98,11 @@ def submit(
             return {"remote": _submit_remote(job, address)}
         if detach:
             raise SpecError("--detach", "requires --address http://HEAD:8265 (Ray Job submission)")
-        return run_submit(spec, stages=st, address=address, fresh=fresh, show_progress=not no_progress,
-                          retry_failed=retry_failed, report_dir=False if no_report else report_dir)
+        # Ray prints worker and raylet log lines to the driver's stdout; keep stdout for the
+        # summary (pure JSON with --json) and send them to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            return run_submit(spec, stages=st, address=address, fresh=fresh, show_progress=not no_progress,
+                              retry_failed=retry_failed, report_dir=False if no_report else report_dir)
 
     def _submit_remote(job: Path, address: str) -> dict[str, Any]:
         from .remote import follow_logs, submit_job

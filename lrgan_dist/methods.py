@@ -363,3 +363,7 @@ class GANSpace(Method):
         ar = torch.arange(d, device=X.device)
         spectrum = torch.where(ar[None, :] < valid[:, None], var[None], float("nan"))
         return _finalize(V[None], valid, spectrum, {"n_samples": torch.tensor([N], device=X.device)})
+
+
+# Methods defined in their own modules register themselves on import.
+from . import sefa as _sefa  # noqa: E402,F401  (registers "sefa")

@@ -47,14 +47,17 @@ def ray_head(num_cpus: int = 2) -> Iterator[tuple[str, str]]:
     proc = subprocess.Popen(cmd, env=ray_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{dport}"
     try:
-        from ray.job_submission import JobSubmissionClient
+        import requests
 
+        # Ready when the Jobs API answers with our token. Plain HTTP, not Ray's client: Ray
+        # caches the first token a process loads, which may be an earlier test's.
+        headers = {"Authorization": f"Bearer {os.environ['RAY_AUTH_TOKEN']}"}
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"ray head exited: {(Path(tmp) / 'head.log').read_text()[-2000:]}")
             try:
-                JobSubmissionClient(url).list_jobs()
+                requests.get(f"{url}/api/jobs/", headers=headers, timeout=5).raise_for_status()
                 break
             except Exception:
                 if time.monotonic() > deadline:

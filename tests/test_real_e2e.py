@@ -30,7 +30,8 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
 
-def write_job(tmp: Path, generator: dict, latent: dict, count: int = 4, chunk: int = 4, actors: int = 1) -> Path:
+def write_job(tmp: Path, generator: dict, latent: dict, count: int = 4, chunk: int = 4, actors: int = 1,
+              extra_methods: dict | None = None) -> Path:
     # One actor and few chunks: on 2 shared cores Ray start-up and worker imports dominate.
     job = {
         "name": "real-e2e",
@@ -39,7 +40,7 @@ def write_job(tmp: Path, generator: dict, latent: dict, count: int = 4, chunk: i
         "samples": {"count": count, "seed": 0},
         "grid": {"resolution": 16, "channels": "mean"},
         "regions": {"centre": {"box": [0.25, 0.25, 0.75, 0.75]}},
-        "methods": {"lowrankgan": {}, "jacobian_svd": {}},
+        "methods": {"lowrankgan": {}, "jacobian_svd": {}, **(extra_methods or {})},
         "compute": {"actors": actors, "jvp_chunk": 16, "device": "cpu", "factorize_device": "cpu"},
         "store": {"uri": str(tmp / "store.zarr"), "chunk_samples": chunk},
         "transfer": {"sources": 2},
@@ -83,8 +84,22 @@ def submit_and_check(job: Path, count: int) -> dict:
                                     {"space": "wplus", "layers": [2, 3, 4], "truncation": 0.8}],
                          ids=["w", "wplus-subset"])
 def test_submit_stylegan2_random(tmp_path, latent):
-    job = write_job(tmp_path, {"kind": "stylegan2", "params": {"random_init": SG2}}, latent)
+    job = write_job(tmp_path, {"kind": "stylegan2", "params": {"random_init": SG2}}, latent,
+                    extra_methods={"sefa": {}})
     submit_and_check(job, 4)
+    # the population stage ran SeFa on the generator's modulation weights (analysed layers)
+    import zarr
+
+    from lrgan_dist.sefa import sefa_directions
+    from lrgan_dist.spec import load_spec
+    from lrgan_dist.stages.common import make_generator
+
+    g = zarr.open_group(str(tmp_path / "store.zarr"), mode="r")
+    V = np.asarray(g["population/_latent/sefa/vectors"][:])
+    spec = load_spec(job)
+    ref, _ = sefa_directions(make_generator(spec, "cpu"))
+    k = 8  # leading directions, well separated in eigenvalue for random weights
+    np.testing.assert_allclose(np.abs((V[:k] * ref[:k].numpy()).sum(1)), 1.0, atol=1e-4)
 
 
 @pytest.mark.slow
