@@ -1,17 +1,18 @@
 """Benchmark: batched torch RPCA (lrgan_dist.lowrank) vs the paper's numpy loop.
 
     python bench/bench_rpca.py            # d = 512 pair + throughput (several minutes)
-    python bench/bench_rpca.py --quick    # smaller: d = 256 pair, fewer samples
+    python bench/bench_rpca.py --quick    # smaller: d = 64 pair, 16 samples at d = 64
 
-Part 1 — one sample, both Grams (M_R, M_B) at d = 512 (λ = 1/60, the paper's setting),
+Part 1 — one sample, both Grams (M_R, M_B) at d = 512 (λ = 1/60, the paper's setting;
+``--quick``: d = 64, λ = 1/√d),
 factorised by each torch solver (``fast`` = the default, ``ialm``, ``reference`` = the
 paper's iteration in torch) and by ``np_reference``, a one-problem numpy implementation of
 ``RobustPCA.fit`` (np.linalg.svd per iteration), run side by side on the same matrices.
 Printed: wall time, iterations, PCP objective ‖L‖_* + λ‖S‖₁, relative duality gap
 (certificate, lower is better), numerical ranks, and time ratios against numpy.
 
-Part 2 — throughput of the default solver: 64 samples at d = 64 (128 problems in one batch)
-and a few samples at d = 512, in samples per second (two Grams per sample).
+Part 2 — throughput of the default solver: 64 samples at d = 64 (128 problems in one batch,
+λ = 1/√d) and 2 samples at d = 512 (λ = 1/60), in samples per second (two Grams per sample).
 
 Grams are built like the region Grams of a generator (DESIGN.md §1), exactly as in
 tests/test_lowrank.py: ``J`` [24·24, d] is a sum of 5 localised parts — a Gaussian blob on
@@ -86,7 +87,7 @@ def part1(d: int, lam: float, ref_max_iter: int, solvers: list[str]) -> None:
     out = [np_reference(M, lam, max_iter=ref_max_iter) for M in (M_R, M_B)]
     t_np = time.perf_counter() - t0
     obj_np = [np.linalg.svd(L, compute_uv=False).sum() + lam * np.abs(S).sum() for L, S, _ in out]
-    rk_np = [np.linalg.matrix_rank(L) for L, _, _ in out]
+    rk_np = [int(np.linalg.matrix_rank(L)) for L, _, _ in out]
     rk3 = [int(numerical_rank(torch.tensor(np.linalg.svd(L, compute_uv=False)), 1e-3)) for L, _, _ in out]
     print(f"{'numpy reference loop':<22}{t_np:>10.2f}{str([o[2] for o in out]):>16}"
           f"{f'{obj_np[0]:.9g} / {obj_np[1]:.9g}':>30}{'-':>20}{str(rk_np):>20}{str(rk3):>13}")
@@ -128,17 +129,19 @@ def part2(n64: int, n512: int, d_big: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="d = 256 pair, fewer samples")
-    ap.add_argument("--lam", type=float, default=1 / 60, help="λ for part 1 (paper: 1/60)")
+    ap.add_argument("--quick", action="store_true", help="d = 64 pair, fewer samples")
+    ap.add_argument("--lam", type=float, default=None,
+                    help="λ for part 1 (default: the paper's 1/60 at d = 512, 1/√d with --quick)")
     ap.add_argument("--ref-max-iter", type=int, default=10_000)
     ap.add_argument("--solvers", default="fast,ialm,reference")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("LRGAN_BENCH_THREADS", "2")))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, float64, CPU")
-    d = 256 if args.quick else 512
-    part1(d, args.lam, args.ref_max_iter, args.solvers.split(","))
-    part2(16 if args.quick else 64, 2 if args.quick else 4, d)
+    d = 64 if args.quick else 512
+    lam = args.lam if args.lam is not None else (1 / math.sqrt(d) if args.quick else 1 / 60)
+    part1(d, lam, args.ref_max_iter, args.solvers.split(","))
+    part2(16 if args.quick else 64, 0 if args.quick else 2, 512)
 
 
 if __name__ == "__main__":

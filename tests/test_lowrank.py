@@ -415,3 +415,17 @@ def test_rank_deficient_inputs():
     np.testing.assert_allclose(abs(res.vectors[1, 0] @ v / v.norm()).item(), 1.0, atol=1e-8)
     valid = ~torch.isnan(res.vectors).any(-1)
     assert torch.isfinite(res.vectors[valid]).all()
+
+
+def test_fast_stopped_by_max_iter_returns_best_feasible_pair():
+    """A problem cut off by max_iter gets the best pair (L, M − L) seen, not the last
+    (possibly Anderson-extrapolated) iterate: its objective never rises with max_iter."""
+    M = torch.tensor(np.stack(structured_grams(64, seed=1)))
+    objs = []
+    for k in (5, 20, 60):
+        r = rpca(M, RPCAConfig(max_iter=k))
+        assert not bool(r.converged.any())
+        np.testing.assert_allclose((r.L + r.S).numpy(), M.numpy(), rtol=0, atol=1e-12)  # S = M − L
+        np.testing.assert_allclose(r.objective.numpy(), pcp_objective(r.L, r.S, 1 / 8).numpy(), rtol=1e-9)
+        objs.append(r.objective)
+    assert bool((objs[1] <= objs[0]).all()) and bool((objs[2] <= objs[1]).all())

@@ -114,3 +114,8 @@ def test_quickstart_job_through_the_cli(tmp_path):
     info = cli_json("inspect", str(store), "--json")
     assert info["complete"] is True
     assert (tmp_path / "qs-report" / "report.html").exists()
+    # the quickstart's solver settings still find the eye subspace (scored on ground truth)
+    rows = {(r["region"], r["method"]): r for r in report["summary"]["directions"]}
+    lg, svd = rows[("eyes_mask", "lowrankgan")], rows[("eyes_mask", "jacobian_svd")]
+    assert lg["max_sine_median"] < 0.05 and lg["coverage_mean"] > 0.95, lg
+    assert svd["max_sine_median"] > 0.5, svd
