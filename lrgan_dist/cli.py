@@ -142,7 +142,13 @@ def inspect(
 
     def go() -> dict[str, Any]:
         st = Store.open(store)
-        info = st.describe()
+        try:
+            info = st.describe()
+        except Exception as exc:  # noqa: BLE001 - a damaged chunk (status, result status) fails to decode
+            if not verify:
+                raise RuntimeError(f"{store}: cannot read the store ({type(exc).__name__}: {exc}); run "
+                                   "'lrgan-dist inspect --verify' to list damaged arrays") from exc
+            info = {"uri": store, "describe_error": f"{type(exc).__name__}: {exc}"}
         if verify:
             from .verify import verify_store
 
@@ -283,6 +289,10 @@ def logs(
 
 
 def _format_inspect(info: dict[str, Any]) -> str:
+    if "samples" not in info:  # the store could not be described (damaged); --verify lists why
+        lines = [f"store:       {info['uri']}", f"describe:    failed ({info.get('describe_error')})", "",
+                 f"verify: {len(info['problems'])} problem(s)"]
+        return "\n".join(lines + [f"  - {p}" for p in info["problems"]])
     s = info["samples"]
     lines = [
         f"store:       {info['uri']}",

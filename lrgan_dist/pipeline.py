@@ -3,10 +3,13 @@
     submit ──► jacobians ──► factorize ──► population ──► transfer ──► report   (DESIGN.md §2)
 
 The driver only plans and schedules: workers open the store themselves and write
-whole chunks, so the driver never holds more than the status vector.
+whole chunks, so the driver never holds more than the status vector (and, before the
+jacobians stage of an existing store, one chunk at a time while
+:func:`~.verify.repair_for_resume` turns missing or unreadable chunks into pending work).
 """
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -38,16 +41,21 @@ def prepare_store(spec: JobSpec, fresh: bool = False) -> Store:
     layout, masks = plan_layout(spec, gen)
     if fresh and store_exists(uri):
         remove_store(uri)
-    return Store.create(
+    info = gen.info()
+    store = Store.create(
         uri,
         layout=layout,
         spec=spec.to_dict(),
         fingerprint=spec.data_fingerprint(),
-        generator_info=gen.info(),
+        generator_info=info,
         static_masks=masks,
         fresh=fresh,
         spec_base_dir=spec.base_dir,
     )
+    from .verify import check_same_generator
+
+    check_same_generator(store, layout, info)  # a checkpoint replaced under an existing store
+    return store
 
 
 def _worker_resources(spec: JobSpec, ray: Any) -> tuple[int, float, float, int]:
@@ -151,6 +159,15 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
     else:
         store = prepare_store(spec, fresh=fresh)
     report: dict[str, Any] = {"store": spec.store.uri, "stages": {}}
+    if "jacobians" in stages:
+        from .verify import repair_for_resume
+
+        # Missing or unreadable chunks of an existing store become pending work again.
+        repaired = repair_for_resume(store)
+        if repaired:
+            report["repaired"] = repaired
+            for line in repaired:
+                print(f"store damaged, recomputing: {line}", file=sys.stderr)
     with ray_session(address) as ray:
         if "jacobians" in stages:
             report["stages"]["jacobians"] = run_jacobians(spec, store, ray, show_progress, retry_failed)

@@ -17,7 +17,12 @@ drive the direction search.  A region is given as
   ``part_masks(x, grid)`` (the synthetic generator), per sample; see
   :func:`part_masks`.
 
-Masks are float32 in [0, 1]: shared ``[h, w]`` or per-sample ``[N, h, w]``.
+Masks are float32 in [0, 1]: shared ``[h, w]`` or per-sample ``[N, h, w]``.  Values
+strictly between 0 and 1 are allowed: a *soft* mask weighs cell p by R_p in M_R and by
+1 - R_p in M_B (:mod:`lrgan_dist.jacobian`), e.g. a feathered edge or a grey-level PNG.
+Refused (:class:`RegionError`, exit code 2): a shape other than grid / image size (or
+per-sample of those), values outside [0, 1] or NaN/Inf, an empty mask and one that
+covers the whole image (the rest B = 1 - R needs area).
 """
 from __future__ import annotations
 
@@ -371,7 +376,9 @@ def region_mask(
                 f"{cfg.path}: expected a mask {want} (grid or image size) or per-sample "
                 f"[N, ...] of those, received shape {list(arr.shape)}",
             )
-        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+        if not np.isfinite(arr).all():
+            raise RegionError(cfg.name, f"{cfg.path}: expected finite values in [0, 1], received NaN/Inf values")
+        if arr.min() < 0 or arr.max() > 1:
             hint = "" if cfg.labels else " (for a segmentation label map set labels)"
             raise RegionError(
                 cfg.name,

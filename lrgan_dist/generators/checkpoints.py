@@ -355,7 +355,8 @@ def safe_unpickle(f: BinaryIO, source: str = "<pickle>") -> Any:
     except GeneratorError:
         raise
     except Exception as exc:  # malformed stream: any error the unpickler raises
-        raise GeneratorError(f"checkpoint {source}: not a readable pickle ({type(exc).__name__}: {exc})") from None
+        raise GeneratorError(f"checkpoint {source}: not a readable pickle ({type(exc).__name__}: {exc}); expected a "
+                             f"complete NVIDIA snapshot .pkl (truncated or corrupt file?)") from None
     return _plain(obj)
 
 
@@ -387,19 +388,63 @@ def _sha256(path: str) -> str:
 _LEGACY_TORCH_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
 
 
+_EXPECTED = "expected an NVIDIA snapshot .pkl or a rosinality .pt checkpoint file"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _format_hint(head: bytes) -> str:
+    """What the first bytes of a non-checkpoint file look like (for the error message)."""
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x93NUMPY"):
+        return "a numpy .npy array"
+    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff"):
+        return "an image"
+    try:
+        head.decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return "unknown binary data"
+
+
 def load_checkpoint(path: str | os.PathLike, **kwargs: Any) -> Checkpoint:
-    """Read an NVIDIA ``.pkl`` snapshot or a rosinality ``.pt`` (format from content/suffix)."""
+    """Read an NVIDIA ``.pkl`` snapshot or a rosinality ``.pt`` (format from content/suffix).
+
+    Every unreadable file -- missing, a directory, empty, truncated, corrupt, another
+    format (``.npz``, ``.npy``, text) -- raises :class:`GeneratorError` naming the file,
+    what it looks like and what was expected.  Corruption *inside* raw tensor bytes cannot
+    be detected (neither format stores checksums) unless it produces NaN/Inf weights, which
+    :func:`build_network` refuses; the file's SHA-256 is kept for provenance.
+    """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise GeneratorError(f"generator.params.checkpoint: {path!r} is a directory; {_EXPECTED}")
     if not os.path.isfile(path):
-        raise GeneratorError(f"generator.params.checkpoint: file not found: {path!r}")
+        raise GeneratorError(f"generator.params.checkpoint: file not found: {path!r}; {_EXPECTED} (a relative path "
+                             f"is looked up next to the job spec, then in the working directory)")
     with open(path, "rb") as f:
         head = f.read(len(_LEGACY_TORCH_MAGIC))
-    if zipfile.is_zipfile(path) or head == _LEGACY_TORCH_MAGIC:  # torch.save (zip or legacy format)
+    if zipfile.is_zipfile(path):  # torch.save zip format -- or some other zip archive (.npz)
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise GeneratorError(f"generator.params.checkpoint: {path!r} is an unreadable zip archive ({exc}); "
+                                 f"{_EXPECTED} (truncated or corrupt file?)") from None
+        if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            hint = " (a numpy .npz archive?)" if names and all(n.endswith(".npy") for n in names) else ""
+            raise GeneratorError(f"generator.params.checkpoint: {path!r} is a zip archive with entries {names[:4]}"
+                                 f"{hint} but not a torch.save file (no data.pkl); {_EXPECTED}")
         return load_rosinality(path, **kwargs)
+    if head == _LEGACY_TORCH_MAGIC:  # legacy (pre-zip) torch.save
+        return load_rosinality(path, **kwargs)
+    if head.startswith(_ZIP_MAGIC):  # a zip whose central directory (at the end) is gone
+        raise GeneratorError(f"generator.params.checkpoint: {path!r} starts like a zip archive (torch.save .pt) but "
+                             f"its zip directory is missing: truncated or corrupt file; {_EXPECTED}")
     if not head.startswith(b"\x80"):
         raise GeneratorError(
             f"generator.params.checkpoint: {path!r} is neither a pickle (.pkl, NVIDIA snapshot) nor a torch.save "
-            f"file (.pt, rosinality); first bytes {head!r}")
+            f"file (.pt, rosinality): it looks like {_format_hint(head)}, first bytes {head!r}; {_EXPECTED}")
     return load_nvidia_pickle(path, **kwargs)
 
 
@@ -513,6 +558,10 @@ def build_network(ckpt: Checkpoint, dtype: torch.dtype = torch.float32) -> Gener
         if tuple(got[k].shape) != tuple(ref.shape):
             raise GeneratorError(f"checkpoint {ckpt.source}: {k}: received shape {list(got[k].shape)}, expected "
                                  f"{list(ref.shape)} (from init_kwargs)")
+    for k, t in got.items():  # corrupt tensor bytes often decode to NaN/Inf
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise GeneratorError(f"checkpoint {ckpt.source}: {k}: received NaN/Inf values; expected finite weights "
+                                 f"(corrupt file?)")
     net.load_state_dict({k: v.to(torch.float32) for k, v in got.items()}, strict=True)
     return net.to(dtype).eval().requires_grad_(False)
 
@@ -704,7 +753,9 @@ def load_rosinality(path: str | os.PathLike, lr_mlp: float = 0.01, key: str = "g
         raise UnsafeCheckpointError(f"checkpoint {source}: refused by torch's weights-only loader: "
                                     f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     except Exception as exc:
-        raise GeneratorError(f"checkpoint {source}: cannot read with torch.load: {exc}") from None
+        raise GeneratorError(f"checkpoint {source}: cannot read with torch.load ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); expected a complete rosinality .pt "
+                             f"(truncated or corrupt file?)") from None
     if not isinstance(ckpt, dict) or key not in ckpt:
         got = sorted(map(str, ckpt)) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise GeneratorError(f"checkpoint {source}: expected a rosinality checkpoint dict with key {key!r}; "
