@@ -156,6 +156,9 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
         if store.fingerprint != spec.data_fingerprint():
             raise StoreError(f"{spec.store.uri}: store was created by another job spec (fingerprint mismatch); "
                              "expected the spec that created it")
+        from .verify import refuse_if_damaged
+
+        refuse_if_damaged(store, ",".join(stages))
     else:
         store = prepare_store(spec, fresh=fresh)
     report: dict[str, Any] = {"store": spec.store.uri, "stages": {}}

@@ -217,6 +217,18 @@ def verify_store(store: Store) -> list[str]:
     return _scan(store).problems
 
 
+def refuse_if_damaged(store: Store, stages: str) -> None:
+    """For runs without the jacobians stage (which is what repairs a store): raise
+    :class:`StoreError` listing the damage instead of failing later on an unreadable chunk."""
+    s = _scan(store, check_spec=False)
+    found = s.unfixable + s.missing + [m for msgs in s.units.values() for m in msgs] + s.bad_groups
+    if found:
+        more = f" (+{len(found) - 3} more)" if len(found) > 3 else ""
+        raise StoreError(f"{store.uri}: store is damaged: {'; '.join(found[:3])}{more}; --stages {stages} cannot "
+                         "repair it; expected an intact store -- run with the jacobians stage (the default) to "
+                         "recompute the damaged chunks (see 'lrgan-dist inspect --verify')")
+
+
 def repair_for_resume(store: Store) -> list[str]:
     """Reset what a resume can recompute (see module docstring); returns what was reset.
 

@@ -374,6 +374,19 @@ def test_submit_recomputes_a_truncated_chunk(ref_store, tmp_path):
     assert verify_store(Store.open(str(s))) == []
 
 
+def test_factorize_only_on_a_damaged_store_is_refused_untouched(ref_store, tmp_path):
+    """Without the jacobians stage nothing can recompute a Gram: exit 2, one line, untouched."""
+    job, ref = ref_store
+    s = _copy(ref, tmp_path / "f.zarr")
+    _truncate(s / "regions" / "soft" / "gram_in" / "c" / "1" / "0" / "0")
+    before = tree(s)
+    proc = cli("submit", str(job), "--store", str(s), "--stages", "factorize", "--no-progress")
+    assert proc.returncode == 2, proc.stderr
+    assert "store is damaged: regions/soft/gram_in[4:8]: chunk unreadable" in proc.stderr
+    assert "run with the jacobians stage" in proc.stderr and "Traceback" not in proc.stderr
+    assert tree(s) == before
+
+
 def test_submit_recreates_a_missing_array(ref_store, tmp_path):
     job, ref = ref_store
     s = _copy(ref, tmp_path / "m.zarr")
