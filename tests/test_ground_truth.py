@@ -13,8 +13,8 @@ iterations) give rank(L_B) = 21 instead of 20 and a carrying direction with sine
 λ = 0.2 upwards the optimum separates cleanly and the eye subspace is recovered to
 sine < 0.005. The acceptance thresholds are therefore tested unchanged at λ = 0.25
 (2/√d), and the λ = 1/√d and λ = 1/60 outcomes are recorded, as the issue asks for
-1/60. The rank tolerance is relative (1e-3): numpy's default tolerance counts the
-1e-6-relative leakage of the soft eye edges into the rest and fails at every λ.
+1/60. The rank tolerance is relative (1e-3); numpy's default tolerance also works at
+λ = 0.25 but with less margin (``test_numpy_rank_tolerance_records``).
 """
 from __future__ import annotations
 
@@ -94,8 +94,14 @@ def test_paper_lambda_1_over_60_at_d64_records(grams):
     assert all(c < 0.5 for _, c, _ in rows)
 
 
-def test_numpy_rank_tolerance_is_fragile_here(grams):
+def test_numpy_rank_tolerance_records(grams):
+    """numpy's tolerance at λ = 0.25: since the fast solver returns its best feasible pair
+    when max_iter stops it (not the last extrapolated iterate, whose near-threshold
+    eigenvalues numpy counted as rank: rank_B 24-27 before), it finds rank_B = 20 and
+    directions inside the eye subspace, with less margin than the relative tolerance
+    (measured max sines 0.038 / 0.043 / 0.020 vs ≤ 0.0017 at 1e-3)."""
     gi, go, Q = grams
     rows, res = _score(get_method("lowrankgan", lam=0.25, rank_tol="numpy"), gi[:, 0], go[:, 0], Q, "eyes")
     print("numpy rank tolerance: rank_B", res.diagnostics["rank_B"].tolist(), "max sines", [round(r[0], 3) for r in rows])
-    assert all(int(r) > 20 for r in res.diagnostics["rank_B"])
+    assert all(int(r) == 20 for r in res.diagnostics["rank_B"])
+    assert all(s < 0.05 for s, _, _ in rows)
