@@ -186,6 +186,7 @@ class LowRankGAN(Method):
         max_iter: int = 10_000
         solver: Literal["fast", "reference", "ialm"] = "fast"
         gap_tol: float = 1e-4
+        eig: Literal["full", "partial"] = "full"
         relax: int = 0
         rank_tol: str | float = "numpy"
         null_clamp: Literal["zero", "reference"] = "zero"
@@ -204,7 +205,7 @@ class LowRankGAN(Method):
 
         def rpca_config(self) -> RPCAConfig:
             return RPCAConfig(lam=self.lam, mu=self.mu, tol=self.tol, max_iter=self.max_iter,
-                              solver=self.solver, gap_tol=self.gap_tol)
+                              solver=self.solver, gap_tol=self.gap_tol, eig=self.eig)
 
     def _compute(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
         p = self.params
