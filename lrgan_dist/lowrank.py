@@ -36,58 +36,80 @@ Solvers
   (max absolute column sum, ``np.linalg.norm(M, ord=1)``), what ``RobustPCA.py`` computes;
 * ``mu="candes"``: ``μ = n₁n₂ / (4 Σ|M_ij|)`` with the entrywise ℓ1 norm (Candès et al. §5).
 
-``solver="fast"`` (default) — Douglas–Rachford splitting on ``min ‖L‖_* + λ‖M − L‖₁``
-(the same convex problem) with type-II Anderson acceleration (Walker & Ni 2011; the
-safeguarded scheme of Zhang, O'Donoghue & Boyd 2020, as used in SCS) and a certified stop.
-With γ = 1/μ::
+``solver="fast"`` (default) — two phases on the same convex problem, stopped by a
+certificate of optimality.
 
-    L   = D_γ(z)                          (one eigh / SVD)
+*Phase 1, warm start* (``warm_start=True``): the inexact ALM below (ρ = ``warm_rho`` =
+1.1) until its primal residual is below ``tol`` (≈ 130–150 iterations whatever the Gram).
+It lands within ~1e-6 of the optimal objective but its dual has not converged (its
+certificate is only ~5e-3), and its L differs from the optimum in exactly the small
+singular values that decide ranks and null spaces.
+
+*Phase 2, Douglas–Rachford* splitting on ``min ‖L‖_* + λ‖M − L‖₁`` with type-II Anderson
+acceleration (Walker & Ni 2011; the safeguarded scheme of Zhang, O'Donoghue & Boyd 2020, as
+used in SCS), from ``z₀ = L₁ + γY₁`` (phase 1's primal-dual pair: the DR fixed point is
+``z* = L* + γY*``; without the warm start, ``z₀ = M``).  With γ = 1/μ from the μ rule::
+
+    L   = D_γ(z)                          (one eigh / SVD, or a partial one, see eig)
     S   = shrink(M − (2L − z), γλ)        (T = M − S is the prox of λ‖M − ·‖₁ at 2L − z)
     z⁺  = z + (M − S) − L                 (plain DR step; fixed-point residual g = M − L − S)
     z   ← Anderson(z⁺; last m = 5 pairs of Δz, Δg), safeguarded: a step that does not
           reduce ‖g‖ is replaced by the plain DR step and the memory is cleared.
 
-``z₀ = M`` (so the first L equals the reference's first L) and γ = 1/μ from the μ rule.
-The DR fixed point is the PCP optimum for every γ > 0; γ only sets the speed.  (Residual
-balancing of γ, tried with both the cheap and the exact certificate, cost more iterations
-than it saved on Gram matrices, so γ stays fixed.)
+The DR fixed point is the PCP optimum for every γ > 0; γ only sets the speed, and no fixed
+multiple of 1/μ is best on every kind of Gram (measured: 0.03× on the synthetic generator's
+degenerate Grams, 0.3× on structured d = 512 ones, 1× on random StyleGAN2 ones), so γ = 1/μ.
+The warm start is what pays: on the synthetic generator's eye-box Grams (λ = 0.25) the
+cold DR ran into the 10 000-iteration cap uncertified (20 s for 6 problems), the warm one
+certifies in 340–480 iterations in total (0.75 s); at d = 512, 18 s → 1.7 s
+(docs/benchmarks.md).
 
-Certificate.  ``Y = (z − L)/γ`` satisfies ``‖Y‖₂ ≤ 1`` by construction (SVT), so a
+Certificate.  ``Y = (z − L)/γ`` satisfies ``‖Y‖₂ ≤ 1`` by construction (an exact SVT), so a
 rescaled or clipped Y is feasible for the PCP dual ``max ⟨Y, M⟩ s.t. ‖Y‖₂ ≤ 1,
 ‖Y‖_∞ ≤ λ`` and gives a lower bound on the optimum, while ``‖L‖_* + λ‖M − L‖₁`` (the
-feasible pair (L, M − L)) is an upper bound; ``gap`` is their relative difference.  The
-fast solver stops when **both** the primal residual ``‖M − L − S‖_F ≤ tol·‖M‖_F`` (the
-reference's rule, 1e-7) **and** ``gap ≤ gap_tol`` (1e-4) hold, so its objective is provably
-within ``gap_tol`` of the optimum; in practice it lands within ~1e-7 of it.  A problem stopped by
-``max_iter`` returns the best feasible pair (L, M − L) it visited (lowest objective), not
-the last iterate: on degenerate Grams (the synthetic generator at λ = 0.25) the last,
-Anderson-extrapolated iterate could sit 1e-3–0.2 above the optimum, the best one 2e-6.  The
-reference's primal-only rule proves nothing about optimality (its ``gap`` is reported too,
-typically 1e-6–1e-3 at d = 64 and 1e-2–0.4 at d = 512: with the reference μ rule at
-d = 512, μ‖M‖₂ ≈ 2·10⁴, the iteration freezes before its dual has converged).
+feasible pair (L, M − L)) is an upper bound; ``gap`` is their relative difference.  Every
+5th DR step the fast solver checks; it stops when **both** the primal residual
+``‖M − L − S‖_F ≤ tol·‖M‖_F`` (the reference's rule, 1e-7) **and** ``gap ≤ gap_tol`` (1e-4)
+hold, so its objective is provably within ``gap_tol`` of the optimum; in practice it lands
+within ~1e-7 of it.  With a partial SVT the certificate uses the exact spectral norm of the
+clipped Y only (``_gap(strict=True)``), which assumes nothing about the SVT.  A problem
+stopped by ``max_iter`` (which bounds each phase) returns the best feasible pair
+(L, M − L) seen at the checks (lowest objective), not the last iterate, which may be an
+Anderson extrapolation far above the optimum.  The reference's primal-only rule proves
+nothing about optimality (its ``gap`` is reported too, typically 1e-6–1e-3 at d = 64 and
+1e-2–0.4 at d = 512: with the reference μ rule at d = 512, μ‖M‖₂ ≈ 2·10⁴, the iteration
+freezes before its dual has converged).
 
 ``solver="ialm"`` — inexact ALM with increasing μ (Lin, Chen & Ma 2010, Alg. 5):
 ``μ₀ = 1.25/‖M‖₂``, ``μ ← ρμ`` (ρ = ``rho`` = 1.1, capped at 1e7·μ₀),
-``Y₀ = M / max(‖M‖₂, ‖M‖_∞/λ)``, the reference's updates and stopping rule.  Its iteration
-count is nearly fixed (log(μ_final/μ₀)/log ρ ≈ 130 at ρ = 1.1, ≈ 40 at 1.5) but it freezes
-short of the optimum: objective 1e-6–1e-5 above it at ρ = 1.1 (1e-4–1e-3 at ρ = 1.5), and
-the null space of L_B — hence the LowRankGAN directions — differs from a converged
-solution's (smallest principal cosine 0.78–0.99 at d = 64).  It does not pass the parity
-tests and is offered only as a quick approximation.  With ``eig="partial"`` its SVT uses a
-warm-started block subspace iteration (O(d²p) per iteration, p ≈ rank + 16) instead of a
-full ``eigh`` (O(d³)), falling back to a full ``eigh`` when the block fills: same
-iterations (±2), objective within ~2e-7, ~5× faster at d = 512 (docs/benchmarks.md).
+``Y₀ = M / max(‖M‖₂, ‖M‖_∞/λ)``, the reference's updates and stopping rule (written with
+fewer passes over d²: for ``T = Y/μ`` and ``W = M − L + T``, ``S = W − clip(W, ±λ/μ)``,
+the residual is ``clip(W, ±λ/μ) − T`` and the new multiplier ``μ·clip(W, ±λ/μ)``).  Its
+iteration count is nearly fixed (log(μ_final/μ₀)/log ρ ≈ 130 at ρ = 1.1, ≈ 40 at 1.5) but
+it freezes short of the optimum: objective 1e-6–1e-5 above it at ρ = 1.1 (1e-4–1e-3 at
+ρ = 1.5), and the null space of L_B — hence the LowRankGAN directions — differs from a
+converged solution's (smallest principal cosine 0.78–0.99 at d = 64).  It does not pass the
+parity tests and is offered only as a quick approximation (it is the fast solver's phase 1).
+
+Partial eigendecompositions (``eig``; ``"auto"`` = from d = 128 on, symmetric problems, in
+ialm and both phases of fast): the SVT uses a warm-started block subspace iteration
+(:class:`_PartialSVT`, O(d²p) per iteration, p ≈ rank + 16) instead of a full ``eigh``
+(O(d³)), falling back to a full ``eigh`` when the block fills; the spectrum of the final L
+is computed once in full.  Same iterations (±2), objective within ~2e-7, 4–5× faster at
+d = 512.
 
 Cost model (d×d symmetric, per problem, float64):
 
-* per iteration: one ``eigh`` (≈ 9d³ flops with vectors) + one ``V diag(e) Vᵀ`` (2d³)
-  + O(m d²) for Anderson and the certificate, plus an ``eigvalsh`` (≈ 4d³/3) every 5th
-  iteration once the residual is below tol; the reference costs one SVD per iteration in
-  numpy (≈ 3× an eigh at d = 512) or one eigh here;
-* iterations: 100–700 for typical Grams at d = 64, 2 000+ for hard (degenerate) ones
-  (the reference: 300–10 000, often hitting the cap); all problems of a batch iterate
-  together and leave the batch as soon as they converge;
-* memory: ≈ (2m + 10)·d² numbers per problem still iterating (≈ 42 MB at d = 512, m = 5).
+* per iteration: one ``eigh`` (≈ 9d³ flops with vectors) + one ``V diag(e) Vᵀ`` (2d³), or
+  with a partial SVT three d×d×p products (≈ 6d²p); plus ≈ 10 (ialm) / 15 (DR with
+  Anderson) elementwise passes over d² numbers, which are memory-bound and dominate at
+  d = 512 once the SVT is partial (≈ 0.25 ms per pass per problem on 2 cores); an
+  ``eigvalsh`` (≈ 4d³/3) every 5th DR step for problems whose residual is below tol; the
+  reference costs one SVD per iteration in numpy (≈ 3× an eigh at d = 512);
+* iterations: phase 1 ≈ 130–150; phase 2 40–600 (d = 512) and 200–5 000 at d = 64 on the
+  structured test Grams; the reference: 300–10 000, often hitting the cap; all problems
+  of a batch iterate together and leave the batch as soon as they converge;
+* memory: ≈ (2m + 12)·d² numbers per problem still iterating (≈ 46 MB at d = 512, m = 5).
 
 The iteration runs in ``float64`` by default (``dtype`` in :class:`RPCAConfig`); a float32
 run cannot resolve a 1e-7 residual, so its ``tol`` is floored at ``10·eps(float32)``.
@@ -114,6 +136,7 @@ __all__ = [
     "numerical_rank",
     "null_space_start",
     "project_directions",
+    "resolve_drop_tol",
     "lowrankgan_directions",
 ]
 
@@ -122,11 +145,15 @@ _SOLVERS = ("fast", "reference", "ialm")
 _STRUCTURES = ("auto", "symmetric", "general")
 _DTYPES = ("float64", "float32", "input")
 
-#: relative row norm below which a projected direction is dropped (see ``project_directions``)
-DROP_TOL = 1e-6
+#: default of ``drop_tol``: √eps of the precision the Grams were computed in (see
+#: :func:`resolve_drop_tol`)
+DROP_TOL = "auto"
 # fast solver: exact (eigvalsh) certificate every _EXACT_EVERY iterations for problems whose
 # residual is below tol but whose cheap certificate is not yet below gap_tol
 _EXACT_EVERY = 5
+# eig="auto": partial eigendecompositions from this latent size on (below, a full eigh is
+# as cheap as the block steps)
+_PARTIAL_MIN_D = 128
 
 
 @dataclass(frozen=True)
@@ -140,18 +167,22 @@ class RPCAConfig:
                fast solver's step γ = 1/μ.
     tol:       relative primal residual ``‖M − L − S‖_F / ‖M‖_F`` to stop at (1e-7).
     max_iter:  iteration cap (10 000, the paper's default).
-    solver:    ``"fast"`` (default, Anderson-accelerated Douglas–Rachford with a duality-gap
-               certificate), ``"reference"`` (the paper's ADMM, exactly) or ``"ialm"``
-               (inexact ALM, quick but not at the optimum; see the module doc).
+    solver:    ``"fast"`` (default: inexact-ALM warm start, then Anderson-accelerated
+               Douglas–Rachford with a duality-gap certificate), ``"reference"`` (the
+               paper's ADMM, exactly) or ``"ialm"`` (inexact ALM, quick but not at the
+               optimum; see the module doc).
     rho:       ialm only: growth factor of μ (1.1).
     gap_tol:   fast solver only: relative duality gap to stop at (1e-4).
     anderson:  fast solver only: Anderson memory m (0 disables acceleration).
     structure: ``"auto"`` (symmetric path when M is square and ‖M − Mᵀ‖_F ≤ 1e-5‖M‖_F;
                it is then symmetrised), ``"symmetric"`` or ``"general"`` (SVD).
     dtype:     dtype of the iteration: ``"float64"`` (default), ``"float32"`` or ``"input"``.
-    eig:       ialm on symmetric problems only: ``"full"`` (one eigh per iteration) or
-               ``"partial"`` (warm-started subspace iteration on the eigenpairs above the
-               threshold, see :class:`_PartialSVT`); other solvers ignore it.
+    eig:       ialm and fast on symmetric problems: ``"auto"`` (partial from d = 128 on),
+               ``"full"`` (one eigh per iteration) or ``"partial"`` (warm-started subspace
+               iteration on the eigenpairs above the threshold, see :class:`_PartialSVT`);
+               the reference solver always uses full eigendecompositions.
+    warm_start: fast solver only: start the DR phase from an inexact-ALM solution (True).
+    warm_rho:  fast solver only: ρ of that inexact-ALM phase (1.1).
     """
 
     lam: float | None = None
@@ -164,11 +195,17 @@ class RPCAConfig:
     anderson: int = 5
     structure: Literal["auto", "symmetric", "general"] = "auto"
     dtype: Literal["float64", "float32", "input"] = "float64"
-    eig: Literal["full", "partial"] = "full"
+    eig: Literal["auto", "full", "partial"] = "auto"
+    warm_start: bool = True
+    warm_rho: float = 1.1
 
     def __post_init__(self) -> None:
-        if self.eig not in ("full", "partial"):
-            raise ValueError(f"RPCAConfig.eig: expected 'full' or 'partial', received {self.eig!r}")
+        if self.eig not in ("auto", "full", "partial"):
+            raise ValueError(f"RPCAConfig.eig: expected 'auto', 'full' or 'partial', received {self.eig!r}")
+        if not isinstance(self.warm_start, bool):
+            raise ValueError(f"RPCAConfig.warm_start: expected a bool, received {self.warm_start!r}")
+        if not (isinstance(self.warm_rho, (int, float)) and self.warm_rho > 1):
+            raise ValueError(f"RPCAConfig.warm_rho: expected a number > 1, received {self.warm_rho!r}")
         if self.lam is not None and not (isinstance(self.lam, (int, float)) and self.lam > 0
                                          and math.isfinite(self.lam)):
             raise ValueError(f"RPCAConfig.lam: expected a positive number or None, received {self.lam!r}")
@@ -276,19 +313,25 @@ def pcp_objective(L: Tensor, S: Tensor, lam: float | Tensor) -> Tensor:
     return torch.linalg.matrix_norm(L, "nuc") + lam_t * S.abs().sum((-2, -1))
 
 
-def _gap(M: Tensor, L: Tensor, sv: Tensor, Y: Tensor, lam: Tensor, exact: bool = False) -> Tensor:
+def _gap(M: Tensor, L: Tensor, sv: Tensor, Y: Tensor, lam: Tensor, exact: bool = False,
+         strict: bool = False) -> Tensor:
     """Relative duality gap of the feasible pair (L, M − L), from a dual candidate Y with
     ‖Y‖₂ ≤ 1 (see module doc).  Y is made dual-feasible two ways and the better lower
     bound is kept: ``Y / max(1, ‖Y‖_∞/λ)``, and ``Y_c = clip(Y, ±λ)`` scaled by
     ``1 + ‖Y − Y_c‖_F`` (≥ ‖Y_c‖₂).  ``exact=True`` also scales Y_c by its exact spectral
-    norm (one ``eigvalsh``), usually 5–10× tighter."""
+    norm (one ``eigvalsh``), usually 5–10× tighter.  ``strict=True`` keeps only that exact
+    bound, which assumes nothing about ‖Y‖₂ (a Y from a partial SVT, :class:`_PartialSVT`)."""
     upper = sv.sum(-1) + lam * (M - L).abs().sum((-2, -1))
     l1 = lam[:, None, None]
-    lo1 = (Y * M).sum((-2, -1)) / torch.clamp(Y.abs().amax((-2, -1)) / lam, min=1.0)
     Yc = torch.maximum(torch.minimum(Y, l1), -l1)
     inner = (Yc * M).sum((-2, -1))
-    lo2 = inner / (1.0 + torch.linalg.matrix_norm(Y - Yc))
-    lower = torch.maximum(lo1, lo2)
+    if strict:
+        lower = torch.full_like(upper, -math.inf)
+        exact = True
+    else:
+        lo1 = (Y * M).sum((-2, -1)) / torch.clamp(Y.abs().amax((-2, -1)) / lam, min=1.0)
+        lo2 = inner / (1.0 + torch.linalg.matrix_norm(Y - Yc))
+        lower = torch.maximum(lo1, lo2)
     if exact:
         if Y.shape[-1] == Y.shape[-2] and bool((Yc - Yc.mT).abs().amax() == 0):
             nrm = torch.linalg.eigvalsh(Yc).abs().amax(-1)
@@ -434,25 +477,29 @@ class _PartialSVT:
     Each call does one block subspace-iteration step ``Q ← orth(X Q)`` and a
     Rayleigh–Ritz projection (``eigh`` of the p×p matrix QᵀXQ): cost O(d²p) instead of the
     O(d³) of a full ``eigh``.  Q carries over between iterations, and the iterates of the
-    solver change slowly, so the block tracks the leading eigenpairs (those with |e| > τ).
+    solvers change slowly, so the block tracks the leading eigenpairs (those with |e| > τ).
     When more than ``p − over/2`` Ritz values exceed τ, the block may be missing some: that
-    call falls back to a full ``eigh``, and p is reset to (count above τ) + ``over``.  Only
-    the kept eigenpairs enter L, so sv / vh returned are padded (zeros / stale rows): the
-    caller recomputes the full spectrum of the final L once (:func:`_full_spectrum`).
+    call falls back to a full ``eigh``, and p is reset to (count above τ) + ``over``.
+    Returns L and its singular values (descending, zero-padded to d); the eigenvectors of
+    the final L are recomputed once by the caller (:func:`_full_spectrum`).  Because a
+    block step can in principle miss an eigenvalue above τ, certificates computed from a
+    partial iterate use the exact spectral norm of the dual candidate (``_gap(strict=True)``).
     """
 
     def __init__(self, over: int = 16) -> None:
         self.over = over
         self.Q: Tensor | None = None
         self.full_calls = 0
+        self.calls = 0
 
     def keep(self, mask: Tensor) -> None:
         if self.Q is not None:
             self.Q = self.Q[mask]
 
-    def __call__(self, X: Tensor, tau: Tensor) -> Tensor:
+    def __call__(self, X: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
         B, d, _ = X.shape
         t = tau[:, None]
+        self.calls += 1
         if self.Q is not None:
             Q, _ = torch.linalg.qr(X @ self.Q)
             th, W = torch.linalg.eigh(Q.mT @ X @ Q)
@@ -462,7 +509,9 @@ class _PartialSVT:
                 self.Q = V
                 es = torch.sign(th) * torch.clamp(th.abs() - t, min=0)
                 L = (V * es[:, None, :]) @ V.mT
-                return 0.5 * (L + L.mT)
+                sv = torch.zeros(B, d, dtype=X.dtype, device=X.device)
+                sv[:, :p] = es.abs().sort(dim=-1, descending=True).values
+                return 0.5 * (L + L.mT), sv
         self.full_calls += 1
         e, V = torch.linalg.eigh(X)
         p = min(d, int((e.abs() > t).sum(-1).max()) + self.over)
@@ -470,63 +519,103 @@ class _PartialSVT:
         self.Q = torch.gather(V, 2, order[:, None, :].expand(B, d, p))
         es = torch.sign(e) * torch.clamp(e.abs() - t, min=0)
         L = (V * es[:, None, :]) @ V.mT
-        return 0.5 * (L + L.mT)
+        return 0.5 * (L + L.mT), es.abs().sort(dim=-1, descending=True).values
 
 
-def _full_spectrum(L: Tensor) -> tuple[Tensor, Tensor]:
-    """(sv descending, vh rows) of symmetric L: one eigh."""
+def _full_spectrum(L: Tensor, symmetric: bool = True) -> tuple[Tensor, Tensor]:
+    """(sv descending, vh rows in the order of sv) of L: one eigh (symmetric) or SVD."""
+    if not symmetric:
+        _, s, Vh = torch.linalg.svd(L, full_matrices=False)
+        return s, Vh
     e, V = torch.linalg.eigh(L)
     sv, order = e.abs().sort(dim=-1, descending=True, stable=True)
     return sv, torch.gather(V, 2, order[:, None, :].expand_as(V)).mT
 
 
-def _solve_ialm(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, lam: float,
-                tol: float, cfg: RPCAConfig, symmetric: bool) -> None:
-    """Inexact ALM (Lin, Chen & Ma 2010, Alg. 5) with a slow μ increase (ρ = cfg.rho).
+def _use_partial(cfg: RPCAConfig, symmetric: bool, d: int) -> bool:
+    if not symmetric or cfg.eig == "full":
+        return False
+    return cfg.eig == "partial" or d >= _PARTIAL_MIN_D
 
-    ``cfg.eig = "partial"`` (symmetric problems): SVT by :class:`_PartialSVT`; the final
-    L's spectrum is recomputed in full (one eigh per problem)."""
-    M = M_all[idx]
-    fro = fro_all[idx]
-    lam_t = out.lam[idx]
-    partial = _PartialSVT() if (cfg.eig == "partial" and symmetric) else None
+
+@dataclass
+class _IALMState:
+    """Per-problem end state of :func:`_ialm_core` (rows in the order of the input)."""
+
+    L: Tensor
+    S: Tensor
+    Y: Tensor           # the multiplier after the last update (warm start of the DR phase)
+    Yl: Tensor          # μ(X − L) ∈ ∂‖L‖_*, the dual candidate of the certificate
+    iterations: Tensor
+    residual: Tensor
+    converged: Tensor
+
+
+def _ialm_core(M: Tensor, fro: Tensor, lam_t: Tensor, tol: float, max_iter: int, rho: float,
+               partial: bool, symmetric: bool) -> tuple[_IALMState, Tensor]:
+    """Inexact ALM (Lin, Chen & Ma 2010, Alg. 5) on a batch; problems leave when converged.
+
+    ``μ₀ = 1.25/‖M‖₂``, ``μ ← ρμ`` (capped at 1e7·μ₀), ``Y₀ = M / max(‖M‖₂, ‖M‖_∞/λ)``, the
+    reference's updates (L, then S, then Y) and stopping rule.  Returns the end state and μ₀.
+    """
+    A = M.shape[0]
+    svt = _PartialSVT() if partial else None
     n2 = _spectral_norm(M, symmetric)
     Y = M / torch.maximum(n2, M.abs().amax((-2, -1)) / lam_t)[:, None, None]
     mu = 1.25 / n2
+    mu0 = mu.clone()
     mu_max = mu * 1e7
-    out.mu[idx] = mu  # the initial μ (the schedule is μ₀ρᵏ)
     S = torch.zeros_like(M)
-    for it in range(1, cfg.max_iter + 1):
+    st = _IALMState(L=torch.zeros_like(M), S=torch.zeros_like(M), Y=torch.zeros_like(M),
+                    Yl=torch.zeros_like(M), iterations=torch.zeros(A, dtype=torch.int64, device=M.device),
+                    residual=torch.zeros(A, dtype=M.dtype, device=M.device),
+                    converged=torch.zeros(A, dtype=torch.bool, device=M.device))
+    pos = torch.arange(A, device=M.device)
+    for it in range(1, max_iter + 1):
+        # The reference's updates with fewer passes over d²: with T = Y/μ and
+        # W = M − L + T, S = shrink(W, λ/μ) = W − C for C = clip(W, ±λ/μ), so the residual
+        # is R = M − L − S = C − T and the new multiplier Y + μR = μC.
         mu3 = mu[:, None, None]
-        X = M - S + Y / mu3
-        if partial is None:
-            L, sv, vh = _svt(X, 1.0 / mu, symmetric)
-        else:
-            L = partial(X, 1.0 / mu)
-        S = _shrink(M - L + Y / mu3, (lam_t / mu)[:, None, None])
-        R = M - L - S
+        t3 = (lam_t / mu)[:, None, None]
+        T = Y / mu3
+        A_ = M + T
+        X = A_ - S
+        L = _svt(X, 1.0 / mu, symmetric)[0] if svt is None else svt(X, 1.0 / mu)[0]
+        W = A_ - L
+        C = torch.clamp(W, min=-t3, max=t3)
+        S = W - C
+        R = C - T
+        Y = mu3 * C
         res = torch.linalg.matrix_norm(R) / fro
         conv = res <= tol
-        done = conv | (it == cfg.max_iter)
+        done = conv | (it == max_iter)
         if bool(done.any()):
-            d = done
-            if partial is not None:
-                sv_d, vh_d = _full_spectrum(L[d])
-            else:
-                sv_d, vh_d = sv[d], vh[d]
-            Yl = mu3[d] * (X[d] - L[d])  # ∈ ∂‖L‖_*, the dual candidate of the certificate
-            _finish(out, idx[d], M[d], L[d], S[d], sv_d, vh_d, it, res[d], conv[d],
-                    _gap(M[d], L[d], sv_d, Yl, lam_t[d], exact=True), lam)
+            p = pos[done]
+            st.L[p], st.S[p], st.Y[p] = L[done], S[done], Y[done]
+            st.Yl[p] = mu3[done] * (X[done] - L[done])
+            st.iterations[p], st.residual[p], st.converged[p] = it, res[done], conv[done]
             keep = ~done
             if not bool(keep.any()):
-                return
-            if partial is not None:
-                partial.keep(keep)
-            idx, M, fro, mu, mu_max, lam_t, S, Y, R = (
-                t[keep] for t in (idx, M, fro, mu, mu_max, lam_t, S, Y, R))
-            mu3 = mu[:, None, None]
-        Y = Y + mu3 * R
-        mu = torch.minimum(mu * cfg.rho, mu_max)
+                break
+            if svt is not None:
+                svt.keep(keep)
+            pos, M, fro, mu, mu_max, lam_t, S, Y = (t[keep] for t in (pos, M, fro, mu, mu_max, lam_t, S, Y))
+        mu = torch.minimum(mu * rho, mu_max)
+    return st, mu0
+
+
+def _solve_ialm(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, lam: float,
+                tol: float, cfg: RPCAConfig, symmetric: bool) -> None:
+    """``solver="ialm"``: :func:`_ialm_core` with ρ = ``cfg.rho``; the spectrum of the final L
+    is computed once per problem."""
+    M = M_all[idx]
+    lam_t = out.lam[idx]
+    st, mu0 = _ialm_core(M, fro_all[idx], lam_t, tol, cfg.max_iter, cfg.rho,
+                         _use_partial(cfg, symmetric, M.shape[-1]), symmetric)
+    out.mu[idx] = mu0  # the initial μ (the schedule is μ₀ρᵏ)
+    sv, vh = _full_spectrum(st.L, symmetric)
+    _finish(out, idx, M, st.L, st.S, sv, vh, st.iterations, st.residual, st.converged,
+            _gap(M, st.L, sv, st.Yl, lam_t, exact=True, strict=True), lam)
 
 
 def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, lam: float,
@@ -539,7 +628,20 @@ def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, la
     n = n1 * n2
     m = cfg.anderson
     dt, dev = M.dtype, M.device
-    z = M.clone()
+    partial = _use_partial(cfg, symmetric, n1)
+    # Phase 1 (warm start): inexact ALM gets near the optimum in a nearly fixed number of
+    # cheap iterations; the DR phase starts from its primal-dual pair, z₀ = L + γY (the DR
+    # fixed point is z* = L* + γY*).  Without it, z₀ = M.
+    its0 = torch.zeros(A, dtype=torch.int64, device=dev)
+    if cfg.warm_start:
+        st, _ = _ialm_core(M, fro, lam_t, tol, cfg.max_iter, cfg.warm_rho, partial, symmetric)
+        z = st.L + gam[:, None, None] * st.Y
+        z = 0.5 * (z + z.mT) if symmetric else z
+        its0 = st.iterations
+    else:
+        z = M.clone()
+    svt = _PartialSVT() if partial else None
+    pos = torch.arange(A, device=dev)
     # Anderson state: ring buffers of differences (their order does not matter for the
     # least-squares fit) with a per-problem validity mask, the last accepted point and its
     # residual.
@@ -549,85 +651,109 @@ def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, la
     g_last = torch.zeros(A, n, dtype=dt, device=dev) if m else None
     valid = torch.zeros(A, max(m, 1), dtype=torch.bool, device=dev)
     have_last = torch.zeros(A, dtype=torch.bool, device=dev)
-    z_plain = z.clone()
+    z_plain = z
     gn_prev = torch.full((A,), math.inf, dtype=dt, device=dev)
     eye_m = torch.eye(m, dtype=dt, device=dev) if m else None
-    # Best feasible pair (L, M − L) seen so far, by its objective (the certificate's upper
-    # bound): returned for problems that hit max_iter, instead of the last (possibly
+    # Best feasible pair (L, M − L) seen at the checks, by its objective (the certificate's
+    # upper bound): returned for problems that hit max_iter, instead of the last (possibly
     # extrapolated) iterate, whose objective can be far above the optimum.
     best_obj = torch.full((A,), math.inf, dtype=dt, device=dev)
-    best_L, best_sv, best_vh = torch.zeros_like(M), torch.zeros(A, min(n1, n2), dtype=dt, device=dev), None
+    best_L = torch.zeros_like(M)
+    best_Y = torch.zeros_like(M)
     best_gap = torch.full((A,), math.inf, dtype=dt, device=dev)
+    no = torch.zeros(A, dtype=torch.bool, device=dev)
     for it in range(1, cfg.max_iter + 1):
         g3 = gam[:, None, None]
-        L, sv, vh = _svt(z, gam, symmetric)
-        S = _shrink(M - (2 * L - z), g3 * lam_t[:, None, None])
-        g = M - S - L  # = z⁺ − z, and −(primal residual)
+        t3 = g3 * lam_t[:, None, None]
+        L, sv = _svt(z, gam, symmetric)[:2] if svt is None else svt(z, gam)
+        # S = shrink(M − (2L − z), γλ) = V − clip(V, ±γλ); the DR step g = M − S − L.
+        D1 = L - z                       # = −γY
+        V = M - L - D1                   # = M − 2L + z
+        C = torch.clamp(V, min=-t3, max=t3)
+        g = D1 + C                       # = z⁺ − z = −(primal residual)
         gn = torch.linalg.matrix_norm(g)
         res = gn / fro
-        Y = (z - L) / g3
-        gap = _gap(M, L, sv, Y, lam_t)
-        obj = sv.sum(-1) + lam_t * (M - L).abs().sum((-2, -1))
-        better = obj < best_obj
-        if best_vh is None:
-            best_vh = vh.clone()
-        if bool(better.any()):
-            b3 = better[:, None, None]
-            best_obj = torch.where(better, obj, best_obj)
-            best_gap = torch.where(better, gap, best_gap)
-            best_L = torch.where(b3, L, best_L)
-            best_sv = torch.where(better[:, None], sv, best_sv)
-            best_vh = torch.where(b3, vh, best_vh)
-        # The cheap bounds are loose when many entries of Y sit just above λ: tighten with
-        # the exact spectral norm, only for problems that otherwise qualify, every 5th step.
-        cand = (res <= tol) & (gap > cfg.gap_tol)
-        if it % _EXACT_EVERY == 0 and bool(cand.any()):
-            gap = gap.clone()
-            gap[cand] = torch.minimum(gap[cand], _gap(M[cand], L[cand], sv[cand], Y[cand],
-                                                      lam_t[cand], exact=True))
-        conv = (res <= tol) & (gap <= cfg.gap_tol)
-        done = conv | (it == cfg.max_iter)
-        if bool(done.any()):
-            # converged: the current iterate; stopped by max_iter: the best pair seen, as
-            # (L, S = M − L), which is exactly feasible
-            c3 = conv[:, None, None]
-            Lf = torch.where(c3, L, best_L)
-            Sf = torch.where(c3, S, M - best_L)
-            svf = torch.where(conv[:, None], sv, best_sv)
-            vhf = torch.where(c3, vh, best_vh)
-            gapf = torch.where(conv, gap, best_gap)
-            resf = torch.where(conv, res, torch.linalg.matrix_norm(M - Lf - Sf) / fro)
-            d = done
-            _finish(out, idx[d], M[d], Lf[d], Sf[d], svf[d], vhf[d], it, resf[d], conv[d], gapf[d], lam)
-            keep = ~done
-            if not bool(keep.any()):
-                return
-            idx, M, fro, gam, lam_t, z, z_plain, g, gn, gn_prev, have_last, valid, L, Y, res, gap = (
-                t[keep] for t in (idx, M, fro, gam, lam_t, z, z_plain, g, gn, gn_prev, have_last,
-                                  valid, L, Y, res, gap))
-            best_obj, best_gap, best_L, best_sv, best_vh = (
-                t[keep] for t in (best_obj, best_gap, best_L, best_sv, best_vh))
-            if m:
-                dZ, dG, z_last, g_last = dZ[keep], dG[keep], z_last[keep], g_last[keep]
-            A = idx.numel()
+        # Checks (objective, best pair, certificate) every _EXACT_EVERY steps and at the cap.
+        conv = no[:A]
+        last = it == cfg.max_iter
+        if it % _EXACT_EVERY == 0 or last:
+            Y = D1 / (-g3)
+            # cheap bounds assume ‖Y‖₂ ≤ 1, true for a full SVT; a partial one needs strict
+            gap = _gap(M, L, sv, Y, lam_t)
+            obj = sv.sum(-1) + lam_t * (M - L).abs().sum((-2, -1))
+            better = obj < best_obj
+            if bool(better.any()):
+                b3 = better[:, None, None]
+                best_obj = torch.where(better, obj, best_obj)
+                best_gap = torch.where(better, gap, best_gap)
+                best_L = torch.where(b3, L, best_L)
+                best_Y = torch.where(b3, Y, best_Y)
+            cand = res <= tol
+            certified = (gap <= cfg.gap_tol) & cand if svt is None else no[:A]
+            cand = cand & ~certified
+            if bool(cand.any()):  # the exact spectral norm (one eigvalsh) for the candidates
+                exact = _gap(M[cand], L[cand], sv[cand], Y[cand], lam_t[cand], exact=True,
+                             strict=svt is not None)
+                gap = gap.clone()
+                gap[cand] = exact if svt is not None else torch.minimum(gap[cand], exact)
+                certified = certified | (cand & (gap <= cfg.gap_tol))
+            conv = certified
+            done = conv | last
+            if bool(done.any()):
+                # converged: the current iterate (S = V − C); stopped by max_iter: the best
+                # pair seen, as (L, S = M − L), which is exactly feasible
+                d = done
+                c3 = conv[:, None, None]
+                Lf = torch.where(c3, L, best_L)[d]
+                Sf = torch.where(c3, V - C, M - best_L)[d]
+                Md = M[d]
+                resf = torch.linalg.matrix_norm(Md - Lf - Sf) / fro[d]
+                svf, vhf = _full_spectrum(Lf, symmetric)
+                gapf = torch.where(conv, gap, best_gap)[d]
+                if svt is not None and not bool(conv[d].all()):  # the strict certificate
+                    nc = ~conv[d]
+                    gapf[nc] = _gap(Md[nc], Lf[nc], svf[nc], best_Y[d][nc], lam_t[d][nc], strict=True)
+                _finish(out, idx[d], Md, Lf, Sf, svf, vhf, its0[pos[d]] + it, resf, conv[d], gapf, lam)
+                keep = ~done
+                if not bool(keep.any()):
+                    return
+                if svt is not None:
+                    svt.keep(keep)
+                pos, idx, M, fro, gam, lam_t, z, z_plain, g, gn, gn_prev, have_last, valid = (
+                    t[keep] for t in (pos, idx, M, fro, gam, lam_t, z, z_plain, g, gn, gn_prev,
+                                      have_last, valid))
+                best_obj, best_gap, best_L, best_Y = (t[keep] for t in (best_obj, best_gap, best_L, best_Y))
+                if m:
+                    dZ, dG, z_last, g_last = dZ[keep], dG[keep], z_last[keep], g_last[keep]
+                A = idx.numel()
         if not m:
             z = z + g
             continue
         # Safeguard: an extrapolated point that did not reduce the residual is replaced by
         # the plain DR step from the last accepted point, and the memory is cleared.
         accept = gn <= gn_prev
+        all_ok = bool(accept.all())
         zf, gf = z.reshape(A, n), g.reshape(A, n)
         upd = accept & have_last
         col = (it - 1) % m
-        dZ[:, col] = torch.where(upd[:, None], zf - z_last, dZ[:, col])
-        dG[:, col] = torch.where(upd[:, None], gf - g_last, dG[:, col])
+        if all_ok and bool(upd.all()):
+            dZ[:, col] = zf - z_last
+            dG[:, col] = gf - g_last
+        else:
+            dZ[:, col] = torch.where(upd[:, None], zf - z_last, dZ[:, col])
+            dG[:, col] = torch.where(upd[:, None], gf - g_last, dG[:, col])
         valid[:, col] |= upd
         valid &= accept[:, None]
-        z_last = torch.where(accept[:, None], zf, z_last)
-        g_last = torch.where(accept[:, None], gf, g_last)
+        if all_ok:
+            z_last, g_last = zf, gf
+            gn_prev = gn
+            z_new = z + g
+        else:
+            z_last = torch.where(accept[:, None], zf, z_last)
+            g_last = torch.where(accept[:, None], gf, g_last)
+            gn_prev = torch.where(accept, gn, torch.full_like(gn, math.inf))
+            z_new = torch.where(accept[:, None, None], z + g, z_plain)
         have_last = accept
-        gn_prev = torch.where(accept, gn, torch.full_like(gn, math.inf))
-        z_new = torch.where(accept[:, None, None], z + g, z_plain)
         z_plain = z_new
         # Type-II Anderson: θ = argmin ‖g − ΔG θ‖, z ← z⁺ − (ΔZ + ΔG) θ (Tikhonov-regularised).
         use = accept & valid.any(-1)
@@ -693,8 +819,32 @@ def _sign_fix(V: Tensor) -> Tensor:
     return V * torch.where(s == 0, 1.0, s).to(V.dtype)
 
 
+def resolve_drop_tol(drop_tol: float | str, dtype: torch.dtype) -> float:
+    """The projected-row norm below which a LowRankGAN direction is dropped.
+
+    A principal direction ``p`` (a row of P) that lies almost entirely in the row space of
+    L_B keeps only a short projection ``ν = ‖p N Nᵀ‖``; normalising it divides every error
+    in ``p`` by ν.  ``p`` itself carries the rounding of the Grams it came from, about
+    ``ε‖M_R‖/gap`` (ε = eps of the precision J and the Grams were computed in), so for
+    ``ν ≲ √ε`` the normalised row is mostly amplified rounding.  ``"auto"`` therefore uses
+    ``√ε`` of ``dtype``, the precision of the Grams as computed: 3.5e-4 for float32 (the
+    default Gram dtype), 1.5e-8 for float64.  Measured on the synthetic generator (eye box,
+    float32 Grams): the 8th principal direction projects to ν = 1e-4, and normalising it
+    gave a "carrying" direction with 7 % of its length in latent dimensions that the
+    generator does not use at all (float32 rounding, amplified 10⁴×); with float64 Grams
+    the same row is clean (tests/test_ground_truth.py).  A number is used as given.
+    """
+    if isinstance(drop_tol, str):
+        if drop_tol != "auto":
+            raise ValueError(f"drop_tol: expected 'auto' or a positive number, received {drop_tol!r}")
+        return math.sqrt(torch.finfo(dtype).eps)
+    if isinstance(drop_tol, bool) or not isinstance(drop_tol, (int, float)) or not drop_tol > 0:
+        raise ValueError(f"drop_tol: expected 'auto' or a positive number, received {drop_tol!r}")
+    return float(drop_tol)
+
+
 def project_directions(P: Tensor, n_principal: Tensor, Vb: Tensor, start: Tensor,
-                       drop_tol: float = DROP_TOL) -> tuple[Tensor, Tensor]:
+                       drop_tol: float = 1e-6) -> tuple[Tensor, Tensor]:
     """D = normalize_rows(P N Nᵀ) with NaN padding (LowRankGAN step 5).
 
     P  [B, d, d]  principal directions (rows, best first); rows ≥ n_principal are unused.
@@ -746,7 +896,8 @@ class LowRankGANResult:
 
 def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig(), relax: int = 0,
                           rank_tol: str | float = "numpy", null_clamp: str = "zero",
-                          drop_tol: float = DROP_TOL) -> LowRankGANResult:
+                          drop_tol: float | str = DROP_TOL,
+                          precision: torch.dtype | None = None) -> LowRankGANResult:
     """LowRankGAN (Zhu et al. 2021, §3.2, DESIGN.md §1 steps 1-5) for a batch of regions.
 
     M_R, M_B: [B, d, d] (or [d, d]) Grams of the region and of the rest.  Both are factorised
@@ -761,6 +912,9 @@ def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig
     drove the smallest ones to zero; a relative tolerance (e.g. ``1e-3``) placed in a gap of
     the spectrum (``sv_R``/``sv_B`` are returned for that) is much more stable across
     solvers.  ``null_clamp="reference"`` reproduces compute_directions.py's clamp.
+
+    ``drop_tol`` (:func:`resolve_drop_tol`): ``"auto"`` takes √eps of ``precision``, the
+    dtype the Grams were computed in (default: M_R's dtype as passed).
     """
     if M_R.ndim == 2:
         M_R = M_R[None]
@@ -771,13 +925,14 @@ def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig
     assert_shape(M_R, [B, d, d], "M_R")
     assert_shape(M_B, [B, d, d], "M_B")
     numerical_rank(torch.zeros(1), rank_tol)  # validate early
+    drop = resolve_drop_tol(drop_tol, precision if precision is not None else M_R.dtype)
     res = rpca(torch.cat([M_R, M_B.to(M_R.dtype)]), cfg)
     rR, rB = _split(res, B)
     rank_R = numerical_rank(rR.sv, rank_tol, d)
     rank_B = numerical_rank(rB.sv, rank_tol, d)
     start = null_space_start(rank_B, d, relax, null_clamp)
     P = _sign_fix(rR.vh)
-    D, count = project_directions(P, rank_R, rB.vh, start, drop_tol)
+    D, count = project_directions(P, rank_R, rB.vh, start, drop)
     D = _sign_fix(D)
     ar = torch.arange(d, device=D.device)
     principal = torch.where((ar[None, :] < rank_R[:, None])[..., None], P, float("nan"))

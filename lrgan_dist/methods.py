@@ -35,6 +35,7 @@ from lrgan_dist.lowrank import (
     _sign_fix,
     lowrankgan_directions,
     numerical_rank,
+    resolve_drop_tol,
 )
 
 __all__ = [
@@ -173,7 +174,9 @@ class LowRankGAN(Method):
     ``r_B = rank(L_B)``; ``P`` = top r_R right singular vectors of L_R; ``N`` = right
     singular vectors of L_B from index ``r_B − relax``; directions
     ``D = normalize_rows(P N Nᵀ)`` in the order of σ(L_R), rows whose projection is
-    shorter than ``drop_tol`` dropped (see :func:`lrgan_dist.lowrank.lowrankgan_directions`).
+    shorter than ``drop_tol`` dropped (``"auto"``: √eps of the dtype the Grams are passed in,
+    see :func:`lrgan_dist.lowrank.resolve_drop_tol`; pass the Grams in the precision they
+    were computed in).
     ``rank`` = number of valid rows; ``spectrum`` = singular values of L_R.  Diagnostics:
     rank_R, rank_B and the RPCA iterations / residual / gap / converged flags of both.
     """
@@ -186,11 +189,11 @@ class LowRankGAN(Method):
         max_iter: int = 10_000
         solver: Literal["fast", "reference", "ialm"] = "fast"
         gap_tol: float = 1e-4
-        eig: Literal["full", "partial"] = "full"
+        eig: Literal["auto", "full", "partial"] = "auto"
         relax: int = 0
         rank_tol: str | float = "numpy"
         null_clamp: Literal["zero", "reference"] = "zero"
-        drop_tol: float = DROP_TOL
+        drop_tol: float | str = DROP_TOL
 
         def __post_init__(self) -> None:
             self.rpca_config()  # validates the RPCA fields
@@ -200,17 +203,27 @@ class LowRankGAN(Method):
             if self.null_clamp not in ("zero", "reference"):
                 raise ValueError(f"lowrankgan.null_clamp: expected 'zero' or 'reference', "
                                  f"received {self.null_clamp!r}")
-            if not (isinstance(self.drop_tol, (int, float)) and self.drop_tol > 0):
-                raise ValueError(f"lowrankgan.drop_tol: expected a positive number, received {self.drop_tol!r}")
+            try:
+                resolve_drop_tol(self.drop_tol, torch.float32)
+            except ValueError as e:
+                raise ValueError(f"lowrankgan.{e}") from None
 
         def rpca_config(self) -> RPCAConfig:
             return RPCAConfig(lam=self.lam, mu=self.mu, tol=self.tol, max_iter=self.max_iter,
                               solver=self.solver, gap_tol=self.gap_tol, eig=self.eig)
 
-    def _compute(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
+    def __call__(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
+        # the precision the Grams arrive in (the store's Gram dtype) sets drop_tol="auto"
+        precision = gram_in.dtype if isinstance(gram_in, Tensor) else None
+        gram_in, gram_out = _check_grams(gram_in, gram_out)
+        return self._compute(gram_in, gram_out, precision)
+
+    def _compute(self, gram_in: Tensor, gram_out: Tensor,
+                 precision: torch.dtype | None = None) -> DirectionResult:
         p = self.params
         res = lowrankgan_directions(gram_in, gram_out, p.rpca_config(), relax=p.relax,
-                                    rank_tol=p.rank_tol, null_clamp=p.null_clamp, drop_tol=p.drop_tol)
+                                    rank_tol=p.rank_tol, null_clamp=p.null_clamp, drop_tol=p.drop_tol,
+                                    precision=precision)
         B, d = res.sv_R.shape
         ar = torch.arange(d, device=res.sv_R.device)
         spectrum = torch.where(ar[None, :] < res.rank_R[:, None], res.sv_R, float("nan"))

@@ -72,8 +72,10 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
         if region not in by_region:
             gi = store.read(f"regions/{region}/gram_in", start, stop)
             go = store.read(f"regions/{region}/gram_out", start, stop)
-            by_region[region] = (torch.as_tensor(gi[ok], dtype=torch.float64, device=device),
-                                 torch.as_tensor(go[ok], dtype=torch.float64, device=device))
+            # in the store's precision: methods iterate in float64 but read the Grams'
+            # precision for their tolerances (lowrankgan drop_tol="auto")
+            by_region[region] = (torch.as_tensor(gi[ok], device=device),
+                                 torch.as_tensor(go[ok], device=device))
         m = labels[label]
         method = get_method(m.method, **m.params)
         vectors = np.full((n, d, d), np.nan, dtype=np.float32)

@@ -131,7 +131,10 @@ def run_population(spec: JobSpec, store: Store, ray: Any, show_progress: bool = 
             method = get_method(m.method, **m.params)
             if getattr(method, "population_only", False):
                 continue
-            res = method(torch.as_tensor(Min)[None], torch.as_tensor(Mout)[None])
+            # summed in float64, handed over in the precision the Grams were computed in
+            # (precision-aware tolerances, e.g. lowrankgan drop_tol="auto")
+            prec = torch.float64 if L.gram_dtype == "float64" else torch.float32
+            res = method(torch.as_tensor(Min)[None].to(prec), torch.as_tensor(Mout)[None].to(prec))
             g = root.require_group(f"{r}/{m.label}")
             g.attrs.update({"method": m.method, "params": dict(m.params), "param_hash": method.param_hash(),
                             "samples": int(n)})
