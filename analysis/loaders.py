@@ -142,11 +142,19 @@ def _resolved_lam(method: str, params: dict, d: int) -> float:
     return float(lam)
 
 
+def _mean_diag(g: Any, name: str, done: np.ndarray) -> float:
+    if "diagnostics" not in g or name not in g["diagnostics"] or not done.any():
+        return float("nan")
+    return float(np.asarray(g[f"diagnostics/{name}"][:])[done].astype(np.float64).mean())
+
+
 def load_groups(store: str | Path | Store) -> pd.DataFrame:
     """One row per per-sample result group ``directions/<region>/<label>``: region, method
     (label), method_name, param_hash, params (JSON text), lam (float64: λ for lowrankgan,
     the 1/√d default resolved; NaN for other methods), done (int64), mean_rank and
-    median_rank (float64, over done samples)."""
+    median_rank (float64, over done samples: the number of directions), mean_rank_R and
+    mean_rank_B (float64: ranks of the RPCA low-rank parts L_R, L_B, from the group's
+    stored diagnostics; NaN for methods without them)."""
     st = open_store(store)
     rows = []
     for region, label, path in st.direction_groups():
@@ -160,8 +168,10 @@ def load_groups(store: str | Path | Store) -> pd.DataFrame:
                      "lam": _resolved_lam(a.get("method", label), params, st.layout.d),
                      "done": int(fst.__eq__(DONE).sum()),
                      "mean_rank": float(rank.mean()) if rank.size else float("nan"),
-                     "median_rank": float(np.median(rank)) if rank.size else float("nan")})
-    cols = ["region", "method", "method_name", "param_hash", "params", "lam", "done", "mean_rank", "median_rank"]
+                     "median_rank": float(np.median(rank)) if rank.size else float("nan"),
+                     **{f"mean_rank_{side}": _mean_diag(g, f"rank_{side}", fst == DONE) for side in ("R", "B")}})
+    cols = ["region", "method", "method_name", "param_hash", "params", "lam", "done", "mean_rank", "median_rank",
+            "mean_rank_R", "mean_rank_B"]
     df = pd.DataFrame(rows, columns=cols)
     return df.astype({"region": "category", "method": "category", "method_name": "category"})
 

@@ -95,7 +95,8 @@ def plot_lambda_sweep(sweep: pd.DataFrame) -> Any:
     for (region, scored), g in sweep.groupby(["region", "scored_on"], sort=True):
         g = g.sort_values("lam")
         lab = f"{region}" + (f"→{scored}" if scored != region else "")
-        a1.plot(g["lam"], g["mean_rank"], "o-", label=region)
+        rank = g["mean_rank_R"] if "mean_rank_R" in g and g["mean_rank_R"].notna().all() else g["mean_rank"]
+        a1.plot(g["lam"], rank, "o-", label=region)
         a2.plot(g["lam"], g["cross_locality"], "o-", label=f"{lab} (linearized)")
         if g["realized_cross_locality"].notna().any():
             a2.plot(g["lam"], g["realized_cross_locality"], "s--", label=f"{lab} (realized)")

@@ -173,19 +173,20 @@ def lambda_sweep(df: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
     """Rank and cross-image locality against λ for every LowRankGAN result group.
 
     ``groups`` from :func:`load_groups` (λ from each group's zarr attrs, default 1/√d
-    resolved). Columns: region, method, lam, param_hash, mean_rank, scored_on,
-    carrying_per_source, self_locality, cross_locality, realized_cross_locality;
-    sorted by region, scored_on, λ.
+    resolved). Columns: region, method, lam, param_hash, mean_rank (directions per sample),
+    mean_rank_R, mean_rank_B (RPCA ranks of L_R, L_B), scored_on, carrying_per_source,
+    self_locality, cross_locality, realized_cross_locality; sorted by region, scored_on, λ.
     """
-    cols = ["region", "method", "lam", "param_hash", "mean_rank", "scored_on", "carrying_per_source",
-            "self_locality", "cross_locality", "realized_cross_locality"]
+    cols = ["region", "method", "lam", "param_hash", "mean_rank", "mean_rank_R", "mean_rank_B", "scored_on",
+            "carrying_per_source", "self_locality", "cross_locality", "realized_cross_locality"]
     lg = groups[np.isfinite(groups["lam"].astype(float))]
     if lg.empty or df.empty:
         return pd.DataFrame(columns=cols)
     summ = summarize_transfer(df[df["method"].isin(lg["method"].astype(str))])
     if summ.empty:
         return pd.DataFrame(columns=cols)
-    g2 = lg.astype({"region": str, "method": str})[["region", "method", "lam", "param_hash", "mean_rank"]]
+    g2 = lg.astype({"region": str, "method": str})[["region", "method", "lam", "param_hash", "mean_rank",
+                                                    "mean_rank_R", "mean_rank_B"]]
     summ = summ.astype({"region": str, "method": str, "scored_on": str})
     out = g2.merge(summ, on=["region", "method"], how="inner")
     return out[cols].sort_values(["region", "scored_on", "lam"]).reset_index(drop=True)

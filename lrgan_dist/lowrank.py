@@ -145,7 +145,7 @@ _SOLVERS = ("fast", "reference", "ialm")
 _STRUCTURES = ("auto", "symmetric", "general")
 _DTYPES = ("float64", "float32", "input")
 
-#: default of ``drop_tol``: √eps of the precision the Grams were computed in (see
+#: default of ``drop_tol``: 100·eps of the precision the Grams were computed in (see
 #: :func:`resolve_drop_tol`)
 DROP_TOL = "auto"
 # fast solver: exact (eigvalsh) certificate every _EXACT_EVERY iterations for problems whose
@@ -820,39 +820,46 @@ def _sign_fix(V: Tensor) -> Tensor:
 
 
 def resolve_drop_tol(drop_tol: float | str, dtype: torch.dtype) -> float:
-    """The projected-row norm below which a LowRankGAN direction is dropped.
+    """Threshold of the signal ``ν_k·σ_k/σ_1`` below which a LowRankGAN direction is dropped.
 
-    A principal direction ``p`` (a row of P) that lies almost entirely in the row space of
-    L_B keeps only a short projection ``ν = ‖p N Nᵀ‖``; normalising it divides every error
-    in ``p`` by ν.  ``p`` itself carries the rounding of the Grams it came from, about
-    ``ε‖M_R‖/gap`` (ε = eps of the precision J and the Grams were computed in), so for
-    ``ν ≲ √ε`` the normalised row is mostly amplified rounding.  ``"auto"`` therefore uses
-    ``√ε`` of ``dtype``, the precision of the Grams as computed: 3.5e-4 for float32 (the
-    default Gram dtype), 1.5e-8 for float64.  Measured on the synthetic generator (eye box,
-    float32 Grams): the 8th principal direction projects to ν = 1e-4, and normalising it
-    gave a "carrying" direction with 7 % of its length in latent dimensions that the
-    generator does not use at all (float32 rounding, amplified 10⁴×); with float64 Grams
-    the same row is clean (tests/test_ground_truth.py).  A number is used as given.
+    Row k of P (eigenvector of L_R with singular value σ_k) projects onto the null space
+    of L_B with length ``ν_k = ‖p_k N Nᵀ‖``, and the direction is that projection divided
+    by ν_k.  Rounding in the Grams (relative size ε, the eps of the precision J and the
+    Grams were computed in) tilts p_k towards the null space of M_R by about ε·σ_1/σ_k
+    (first-order perturbation of an eigenvector by ε‖M_R‖ across the gap σ_k to the zero
+    eigenvalues), and the projection keeps that tilt whenever the null space of M_R meets
+    the null space of L_B (latent dimensions that change nothing at all).  After
+    normalisation the rounding is ≈ ε·σ_1/(σ_k ν_k) of the direction, so a row is kept only
+    when ``ν_k·σ_k/σ_1 ≥ drop_tol``; ``"auto"`` is ``100·ε`` (rounding ≤ 1 % of a kept row):
+    1.2e-5 for float32 Grams (the default), 2.2e-14 for float64.
+
+    Measured on the synthetic generator (float32 Grams, eye regions): the 8th principal
+    direction has σ_8/σ_1 = 2e-5 … 7e-3 and projects to ν_8 = 1e-4 … 2e-3; normalised, it
+    had 5-80 % of its length in latent dimensions the generator does not use (a carrying
+    direction, max sine to the eye subspace up to 0.79), and with float64 Grams the same row
+    is clean.  A number is used as given.
     """
     if isinstance(drop_tol, str):
         if drop_tol != "auto":
             raise ValueError(f"drop_tol: expected 'auto' or a positive number, received {drop_tol!r}")
-        return math.sqrt(torch.finfo(dtype).eps)
+        return 100.0 * torch.finfo(dtype).eps
     if isinstance(drop_tol, bool) or not isinstance(drop_tol, (int, float)) or not drop_tol > 0:
         raise ValueError(f"drop_tol: expected 'auto' or a positive number, received {drop_tol!r}")
     return float(drop_tol)
 
 
 def project_directions(P: Tensor, n_principal: Tensor, Vb: Tensor, start: Tensor,
-                       drop_tol: float = 1e-6) -> tuple[Tensor, Tensor]:
+                       drop_tol: float = 1e-6, sv: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """D = normalize_rows(P N Nᵀ) with NaN padding (LowRankGAN step 5).
 
     P  [B, d, d]  principal directions (rows, best first); rows ≥ n_principal are unused.
     Vb [B, d, d]  right singular vectors of L_B (rows, by descending σ); N = Vb[start:]ᵀ.
-    Rows whose projected norm is < ``drop_tol`` (relative to the unit norm of a row of P,
-    i.e. the direction lies almost entirely in the row space of L_B) are dropped instead
-    of being normalised into noise; the remaining rows keep their order (by σ of L_R) and
-    are moved to the front; the rest are NaN.  Returns (D [B, d, d], count [B] int64).
+    sv [B, d]     singular values of L_R in the order of P's rows (optional).
+    A row whose projected length ν (of a unit row of P) is below ``drop_tol`` — or, given
+    ``sv``, whose ``ν·σ_k/σ_1`` is (:func:`resolve_drop_tol`) — lies almost entirely in the
+    row space of L_B and is dropped instead of being normalised into noise; the remaining
+    rows keep their order (by σ of L_R) and are moved to the front; the rest are NaN.
+    Returns (D [B, d, d], count [B] int64).
     """
     B, d, _ = P.shape
     ar = torch.arange(d, device=P.device)
@@ -860,7 +867,11 @@ def project_directions(P: Tensor, n_principal: Tensor, Vb: Tensor, start: Tensor
     Nc = Vb * (ar[None, :, None] < start[:, None, None]).to(P.dtype)  # complement of N
     D = Pm - (Pm @ Nc.mT) @ Nc  # P N Nᵀ = P (I − N_cᵀ N_c)
     norm = torch.linalg.vector_norm(D, dim=-1)
-    keep = (ar[None, :] < n_principal[:, None]) & (norm >= drop_tol)
+    signal = norm
+    if sv is not None:
+        assert_shape(sv, [B, d], "sv")
+        signal = norm * sv / torch.clamp(sv[:, :1], min=torch.finfo(sv.dtype).tiny)
+    keep = (ar[None, :] < n_principal[:, None]) & (signal >= drop_tol)
     order = torch.argsort((~keep).to(torch.int64) * d + ar[None, :], dim=-1, stable=True)
     D = torch.gather(D / torch.clamp(norm, min=torch.finfo(P.dtype).tiny)[..., None], 1,
                      order[..., None].expand(B, d, d))
@@ -913,8 +924,9 @@ def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig
     the spectrum (``sv_R``/``sv_B`` are returned for that) is much more stable across
     solvers.  ``null_clamp="reference"`` reproduces compute_directions.py's clamp.
 
-    ``drop_tol`` (:func:`resolve_drop_tol`): ``"auto"`` takes √eps of ``precision``, the
-    dtype the Grams were computed in (default: M_R's dtype as passed).
+    ``drop_tol`` (:func:`resolve_drop_tol`): rows with ``ν_k·σ_k/σ_1`` below it are dropped;
+    ``"auto"`` = 100·eps of ``precision``, the dtype the Grams were computed in (default:
+    M_R's dtype as passed).
     """
     if M_R.ndim == 2:
         M_R = M_R[None]
@@ -932,7 +944,7 @@ def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig
     rank_B = numerical_rank(rB.sv, rank_tol, d)
     start = null_space_start(rank_B, d, relax, null_clamp)
     P = _sign_fix(rR.vh)
-    D, count = project_directions(P, rank_R, rB.vh, start, drop)
+    D, count = project_directions(P, rank_R, rB.vh, start, drop, sv=rR.sv)
     D = _sign_fix(D)
     ar = torch.arange(d, device=D.device)
     principal = torch.where((ar[None, :] < rank_R[:, None])[..., None], P, float("nan"))

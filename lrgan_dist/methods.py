@@ -126,6 +126,11 @@ class Method:
         gram_in, gram_out = _check_grams(gram_in, gram_out)
         return self._compute(gram_in, gram_out)
 
+    def diagnostics_schema(self, d: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Per-sample diagnostics the factorize stage stores: name → (numpy dtype, trailing
+        shape).  Keys are those of ``DirectionResult.diagnostics``."""
+        return {}
+
     def _compute(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:  # pragma: no cover
         raise NotImplementedError
 
@@ -173,8 +178,9 @@ class LowRankGAN(Method):
     RPCA by PCP, ``min ‖L‖_* + λ‖S‖₁ s.t. M = L + S``, of both Grams; ``r_R = rank(L_R)``,
     ``r_B = rank(L_B)``; ``P`` = top r_R right singular vectors of L_R; ``N`` = right
     singular vectors of L_B from index ``r_B − relax``; directions
-    ``D = normalize_rows(P N Nᵀ)`` in the order of σ(L_R), rows whose projection is
-    shorter than ``drop_tol`` dropped (``"auto"``: √eps of the dtype the Grams are passed in,
+    ``D = normalize_rows(P N Nᵀ)`` in the order of σ(L_R), rows whose projection carries
+    too little signal dropped: kept when ``ν_k·σ_k/σ_1 ≥ drop_tol`` (projected length
+    times relative singular value; ``"auto"``: 100·eps of the dtype the Grams are passed in,
     see :func:`lrgan_dist.lowrank.resolve_drop_tol`; pass the Grams in the precision they
     were computed in).
     ``rank`` = number of valid rows; ``spectrum`` = singular values of L_R.  Diagnostics:
@@ -212,6 +218,15 @@ class LowRankGAN(Method):
             return RPCAConfig(lam=self.lam, mu=self.mu, tol=self.tol, max_iter=self.max_iter,
                               solver=self.solver, gap_tol=self.gap_tol, eig=self.eig)
 
+    def diagnostics_schema(self, d: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+        out: dict[str, tuple[str, tuple[int, ...]]] = {
+            "rank_R": ("i4", ()), "rank_B": ("i4", ()), "null_start": ("i4", ()), "sv_B": ("f4", (d,))}
+        for side in ("R", "B"):
+            out.update({f"iterations_{side}": ("i4", ()), f"residual_{side}": ("f4", ()),
+                        f"gap_{side}": ("f4", ()), f"converged_{side}": ("u1", ()),
+                        f"objective_{side}": ("f4", ()), f"l1_{side}": ("f4", ())})
+        return out
+
     def __call__(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
         # the precision the Grams arrive in (the store's Gram dtype) sets drop_tol="auto"
         precision = gram_in.dtype if isinstance(gram_in, Tensor) else None
@@ -238,6 +253,7 @@ class LowRankGAN(Method):
             diag[f"gap_{side}"] = r.gap.to(torch.float32)
             diag[f"converged_{side}"] = r.converged
             diag[f"objective_{side}"] = r.objective.to(torch.float32)
+            diag[f"l1_{side}"] = r.l1.to(torch.float32)
         return _finalize(res.vectors, res.n_directions, spectrum, diag)
 
 

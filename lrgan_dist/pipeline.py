@@ -119,15 +119,18 @@ def run_factorize(spec: JobSpec, store: Store, ray: Any, show_progress: bool = T
     task = ray.remote(factorize_unit).options(num_cpus=cpus, max_retries=spec.compute.max_retries)
     t0 = time.perf_counter()
     refs = {task.remote(spec, store.uri, u, groups, threads): u for u in units}
+    peak = 0.0
     with progress("factorize", sum(b - a for a, b in units), show_progress) as advance:
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for r in ready:
-                ray.get(r)
+                out = ray.get(r)
+                peak = max(peak, float(out.get("peak_rss_mb", 0.0)))
                 a, b = refs[r]
                 advance(b - a)
-    return {"units": len(units), "groups": [g[2] for g in groups], "seconds": time.perf_counter() - t0}
+    return {"units": len(units), "groups": [g[2] for g in groups], "seconds": time.perf_counter() - t0,
+            "peak_worker_rss_mb": round(peak, 1)}
 
 
 def default_report_dir(uri: str) -> str:

@@ -10,11 +10,16 @@ one generator replica, one GPU when present) fed chunk-aligned units gives us
 one-writer-per-chunk by construction, per-unit retries on actor or node loss, and
 progress reporting, in ~100 lines.
 
-Sessions: ``address`` None/"local" starts an embedded Ray instance bound to
-127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes every Ray service listen
-on loopback only on Linux too; checked with ``ss -ltnp`` on Ray 2.60) and stops it
-at the end; ``auto`` or ``ray://…`` connects to a running cluster and leaves it
-running.
+Sessions: ``address`` None/"local" starts an embedded Ray instance on this machine
+(node address 127.0.0.1, dashboard on 127.0.0.1, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``)
+and stops it at the end; ``auto`` or ``ray://…`` connects to a running cluster and
+leaves it running.  Caveat, measured on Ray 2.60 (tests/test_loopback.py): on a machine
+with a routable address Ray's core services still *listen* on all interfaces (GCS,
+raylet and workers on ``::``, the dashboard agent on ``0.0.0.0``); the environment
+variable only changes the address Ray advertises, and Ray has no option to bind them to
+loopback.  Only a network namespace whose sole interface is loopback keeps them off the
+network (the test suite runs in one, see tests/conftest.py); on a shared network use a
+firewall, or ``unshare -n`` as root.
 """
 from __future__ import annotations
 

@@ -254,19 +254,24 @@ class Store:
         return np.asarray(arr[start:stop] if start is not None else arr[...])
 
     # ------------------------------------------------------------------ directions
-    def direction_group(self, region: str, label: str, method: str, params: Mapping[str, Any], param_hash: str) -> str:
+    def direction_group(self, region: str, label: str, method: str, params: Mapping[str, Any], param_hash: str,
+                        diagnostics: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> str:
         """Path of the result group for (region, label); create it if absent.
 
         A label whose stored parameters differ gets a new group ``<label>@<hash>``
-        rather than a silent overwrite (the original stays as it was).
+        rather than a silent overwrite (the original stays as it was).  ``diagnostics``
+        (name → (dtype, trailing shape)) are created as ``<group>/diagnostics/<name>``
+        [N, …], here in the driver, so parallel writers never race to create them.
         """
         base = f"directions/{region}/{label}"
         path = base
         if path in self.group:
             if self.group[path].attrs.get("param_hash") == param_hash:
+                self._require_diagnostics(path, diagnostics)
                 return path
             path = f"{base}@{param_hash[:8]}"
             if path in self.group:
+                self._require_diagnostics(path, diagnostics)
                 return path
         L = self.layout
         grp = self.group.require_group(path)
@@ -281,7 +286,20 @@ class Store:
                          dimension_names=("sample",), overwrite=True)
         grp.attrs.update({"method": method, "params": dict(params), "param_hash": param_hash, "label": label,
                           "region": region, "created": _now()})
+        self._require_diagnostics(path, diagnostics)
         return path
+
+    def _require_diagnostics(self, path: str, schema: Mapping[str, tuple[str, tuple[int, ...]]] | None) -> None:
+        if not schema:
+            return
+        L = self.layout
+        dg = self.group.require_group(f"{path}/diagnostics")
+        for name, (dtype, tail) in schema.items():
+            if name in dg:
+                continue
+            fill = {"f": np.nan, "i": -1, "u": 0}[np.dtype(dtype).kind]
+            dg.create_array(name, shape=(L.n, *tail), chunks=(L.chunk, *tail), dtype=dtype, fill_value=fill,
+                            dimension_names=("sample", *["component"] * len(tail)))
 
     def write_directions(self, path: str, start: int, stop: int, vectors: np.ndarray, rank: np.ndarray,
                          spectrum: np.ndarray, status: np.ndarray, diagnostics: Mapping[str, np.ndarray] | None = None) -> None:
@@ -290,11 +308,8 @@ class Store:
         g["vectors"][start:stop] = vectors.astype(np.float32)
         g["rank"][start:stop] = rank.astype(np.int32)
         g["spectrum"][start:stop] = spectrum.astype(np.float32)
-        for key, arr in (diagnostics or {}).items():
-            if key not in g:
-                g.create_array(key, shape=(self.layout.n, *arr.shape[1:]), chunks=(self.layout.chunk, *arr.shape[1:]),
-                               dtype=arr.dtype, dimension_names=("sample", *[f"dim{i}" for i in range(1, arr.ndim)]))
-            g[key][start:stop] = arr
+        for key, arr in (diagnostics or {}).items():  # created by direction_group
+            g[f"diagnostics/{key}"][start:stop] = arr
         g["status"][start:stop] = status.astype(np.uint8)
 
     def direction_groups(self) -> list[tuple[str, str, str]]:

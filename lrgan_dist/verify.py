@@ -178,6 +178,8 @@ def _scan(store: Store, check_spec: bool = True) -> _Scan:
         todo = s.group_units.setdefault(path, set())
         fst = np.full(L.n, PENDING, dtype=np.uint8)
         extra = [k for k, arr in grp.arrays() if k not in _RESULT_ARRAYS and arr.shape[:1] == (L.n,)]
+        if "diagnostics" in grp:  # the method's per-sample diagnostics (RPCA iterations, gaps, ranks)
+            extra += [f"diagnostics/{k}" for k, arr in grp["diagnostics"].arrays() if arr.shape[:1] == (L.n,)]
         for a, b in chunks:
             st, why = _read(grp["status"], a, b)
             if st is None:

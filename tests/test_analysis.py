@@ -107,7 +107,9 @@ def test_lambda_sweep(report, study):
     s = sweep[(sweep["region"] == "eyes_mask") & (sweep["scored_on"] == "eyes_mask")].sort_values("lam")
     assert s["lam"].round(4).tolist() == [0.05, 0.125, 0.25]
     assert s["mean_rank"].notna().all() and s["cross_locality"].notna().all()
-    assert s["mean_rank"].is_monotonic_increasing  # larger λ, larger low-rank part
+    assert s["mean_rank_R"].notna().all() and s["mean_rank_B"].notna().all()
+    print(s[["lam", "mean_rank", "mean_rank_R", "mean_rank_B", "cross_locality"]])
+    assert s["mean_rank_R"].is_monotonic_increasing  # larger λ, larger low-rank part
     assert (s["realized_cross_locality"] > 0.5).all()
 
 
@@ -143,7 +145,10 @@ def test_loaders_and_summary(study):
     full = analysis.load_transfer(uri)
     c = full[full["carrying"]]
     # inert rows: ~no first-order change at the target, left out of the locality means
-    assert (c["energy_in"] + c["energy_out"])[c["inert"]].max() < 1e-3 * (c["energy_in"] + c["energy_out"]).median()
+    # (with float32-noise directions dropped there may be none: then there is nothing to check)
+    inert_e = (c["energy_in"] + c["energy_out"])[c["inert"]]
+    print("inert carrying rows:", int(c["inert"].sum()), "of", len(c))
+    assert inert_e.empty or inert_e.max() < 1e-3 * (c["energy_in"] + c["energy_out"]).median()
     assert 0.0 <= summ["inert_share"].min() and summ["inert_share"].max() < 0.5
 
 

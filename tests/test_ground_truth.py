@@ -16,10 +16,11 @@ sine < 0.005. The acceptance thresholds are therefore tested unchanged at λ = 0
 1/60. The rank tolerance is relative (1e-3); numpy's default tolerance counts the ~5e-8
 tail that float32 Grams leave in L_B and fails (``test_numpy_rank_tolerance_records``).
 
-The Grams are passed as computed, in float32: lowrankgan's ``drop_tol="auto"`` (√eps of the
-Grams' precision) then drops a principal direction that the projection shortens to 1e-4
-(measured: the 8th eye direction), whose normalised remainder was float32 rounding
-amplified 10⁴× -- 7 % of its length in latent dimensions the generator does not use.
+The Grams are passed as computed, in float32: lowrankgan's ``drop_tol="auto"`` (rows kept
+when ``ν_k·σ_k/σ_1 ≥ 100·eps`` of the Grams' precision) then drops the 8th principal eye
+direction (σ_8/σ_1 = 7e-3, projected length ν_8 = 1e-4), whose normalised remainder was
+float32 rounding amplified 10⁴× -- 7 % of its length in latent dimensions the generator does
+not use.
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def test_numpy_rank_tolerance_records(grams):
     optimum, L_B keeps 4-6 singular values at ~5e-8 of the largest -- the float32 rounding
     of the Grams, which the optimum leaves in L -- and numpy's threshold (d·eps ≈ 1.4e-14)
     counts them: rank_B 24-26 instead of 20, a null space that misses rest directions, and
-    directions that leak out of the eye subspace.  A relative tolerance anywhere in the
+    directions that leak out of the eye subspace (max sines 0.30-0.42).  A relative tolerance anywhere in the
     gap of the spectrum (1e-2 … 1e-7) finds rank_B = 20.  (With the old solver, stopped by
     max_iter, numpy's tolerance happened to give 20: the rank depended on how far the
     solver had driven the tail to zero, the fragility the reducer issue describes.)"""
@@ -117,7 +118,7 @@ def test_numpy_rank_tolerance_records(grams):
           [round(r[0], 3) for r in rows], "sv_B[20:27]/sv_B[0]", rel[:, 20:27].numpy().round(10).tolist())
     assert all(int(r) > 20 for r in res.diagnostics["rank_B"])
     assert bool((rel[:, 19] > 1e-3).all()) and bool((rel[:, 20] < 1e-6).all())  # the gap
-    assert all(s > 0.5 for s, _, _ in rows)  # recorded failure mode of the numpy tolerance
+    assert all(s > 0.1 for s, _, _ in rows)  # recorded failure mode (measured 0.30-0.42)
     rel_rows, rel_res = _score(get_method("lowrankgan", lam=0.25, rank_tol=1e-5), gi[:, 0], go[:, 0], Q, "eyes")
     assert all(int(r) == 20 for r in rel_res.diagnostics["rank_B"])
     assert all(s < 0.05 for s, _, _ in rel_rows)

@@ -38,7 +38,8 @@ def result_groups(spec: JobSpec, store: Store) -> list[tuple[str, str, str]]:
         if getattr(method, "population_only", False):
             continue
         for r in store.layout.regions:
-            path = store.direction_group(r, m.label, m.method, m.params, method.param_hash())
+            path = store.direction_group(r, m.label, m.method, m.params, method.param_hash(),
+                                         method.diagnostics_schema(store.layout.d))
             out.append((r, m.label, path))
     return out
 
@@ -92,14 +93,28 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
             good = np.isfinite(v[:, 0, :]).all(axis=1) | (rank[ok] == 0)
             st_ok = np.where(good, DONE, FAILED).astype(np.uint8)
             st[ok] = st_ok
+        # the method's per-sample diagnostics (RPCA iterations, gaps, ranks, ...): fill values
+        # (NaN / -1 / 0) for samples not computed here
         diag = {}
-        for key in ("iterations_in", "iterations_out", "rank_out"):
-            val = getattr(res, "diagnostics", {}).get(key) if gi.shape[0] else None
+        for key, (dtype, tail) in method.diagnostics_schema(d).items():
+            fill = {"f": np.nan, "i": -1, "u": 0}[np.dtype(dtype).kind]
+            full = np.full((n, *tail), fill, dtype=dtype)
+            val = res.diagnostics.get(key) if gi.shape[0] else None
             if val is not None:
-                full = np.full(n, -1, dtype=np.int32)
-                full[ok] = val.detach().cpu().numpy().astype(np.int32)
-                diag[key] = full
+                full[ok] = val.detach().cpu().numpy().astype(dtype)
+            diag[key] = full
         store.write_directions(path, start, stop, vectors, rank, spectrum, st, diag)
         done += int((st == DONE).sum())
         failed += int((st == FAILED).sum())
-    return {"unit": unit, "done": done, "failed": failed, "seconds": time.perf_counter() - t0}
+    return {"unit": unit, "done": done, "failed": failed, "seconds": time.perf_counter() - t0,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this (worker) process so far, MiB (Linux: ru_maxrss in KiB)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    except (ImportError, OSError):  # pragma: no cover - non-POSIX
+        return float("nan")
