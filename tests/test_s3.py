@@ -107,12 +107,13 @@ def test_s3_store_submit_inspect_resume(s3, tmp_path, monkeypatch):
     os.killpg(driver.pid, signal.SIGINT)
     driver.wait(timeout=60)
     assert 4 <= done
-    report = json.loads(cli("submit", str(job), "--json", "--no-progress", check=True).stdout)
+    # --no-report: the report of a remote store would default to ./t1-report in the working directory
+    report = json.loads(cli("submit", str(job), "--json", "--no-progress", "--no-report", check=True).stdout)
     assert report["summary"]["samples"]["done"] == 16
     assert report["stages"]["jacobians"]["computed"] <= 16 - done + 4
     info = json.loads(cli("inspect", uri, "--json", "--verify", check=True).stdout)
     assert info["complete"] and info["problems"] == []
-    again = json.loads(cli("submit", str(job), "--json", "--no-progress", check=True).stdout)
+    again = json.loads(cli("submit", str(job), "--json", "--no-progress", "--no-report", check=True).stdout)
     assert again["stages"]["jacobians"]["computed"] == 0
     g = zarr.open_group(uri, mode="r", storage_options={"endpoint_url": s3["endpoint"]})
     assert g["status"][:].tolist() == [1] * 16
