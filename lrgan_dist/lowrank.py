@@ -58,11 +58,12 @@ used in SCS), from ``z₀ = L₁ + γY₁`` (phase 1's primal-dual pair: the DR 
 
 The DR fixed point is the PCP optimum for every γ > 0; γ only sets the speed, and no fixed
 multiple of 1/μ is best on every kind of Gram (measured: 0.03× on the synthetic generator's
-degenerate Grams, 0.3× on structured d = 512 ones, 1× on random StyleGAN2 ones), so γ = 1/μ.
+degenerate Grams, 0.3× on structured d = 512 ones, 10–30× on a random StyleGAN2 rest Gram),
+so γ = 1/μ.
 The warm start is what pays: on the synthetic generator's eye-box Grams (λ = 0.25) the
 cold DR ran into the 10 000-iteration cap uncertified (20 s for 6 problems), the warm one
-certifies in 340–480 iterations in total (0.75 s); at d = 512, 18 s → 1.7 s
-(docs/benchmarks.md).
+certifies in 340–480 iterations in total (0.75 s); on the structured d = 512 pair,
+18.1 s → 1.85 s (docs/benchmarks.md).
 
 Certificate.  ``Y = (z − L)/γ`` satisfies ``‖Y‖₂ ≤ 1`` by construction (an exact SVT), so a
 rescaled or clipped Y is feasible for the PCP dual ``max ⟨Y, M⟩ s.t. ‖Y‖₂ ≤ 1,
@@ -95,8 +96,8 @@ Partial eigendecompositions (``eig``; ``"auto"`` = from d = 128 on, symmetric pr
 ialm and both phases of fast): the SVT uses a warm-started block subspace iteration
 (:class:`_PartialSVT`, O(d²p) per iteration, p ≈ rank + 16) instead of a full ``eigh``
 (O(d³)), falling back to a full ``eigh`` when the block fills; the spectrum of the final L
-is computed once in full.  Same iterations (±2), objective within ~2e-7, 4–5× faster at
-d = 512.
+is computed once in full.  Same iterations (±2), objective within ~2e-7, 3.3–4.2× faster
+at d = 512 (docs/benchmarks.md, `fast` vs `fast-full`).
 
 Cost model (d×d symmetric, per problem, float64):
 
@@ -490,7 +491,6 @@ class _PartialSVT:
         self.over = over
         self.Q: Tensor | None = None
         self.full_calls = 0
-        self.calls = 0
 
     def keep(self, mask: Tensor) -> None:
         if self.Q is not None:
@@ -499,7 +499,6 @@ class _PartialSVT:
     def __call__(self, X: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
         B, d, _ = X.shape
         t = tau[:, None]
-        self.calls += 1
         if self.Q is not None:
             Q, _ = torch.linalg.qr(X @ self.Q)
             th, W = torch.linalg.eigh(Q.mT @ X @ Q)

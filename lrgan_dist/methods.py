@@ -183,8 +183,10 @@ class LowRankGAN(Method):
     times relative singular value; ``"auto"``: 100·eps of the dtype the Grams are passed in,
     see :func:`lrgan_dist.lowrank.resolve_drop_tol`; pass the Grams in the precision they
     were computed in).
-    ``rank`` = number of valid rows; ``spectrum`` = singular values of L_R.  Diagnostics:
-    rank_R, rank_B and the RPCA iterations / residual / gap / converged flags of both.
+    ``rank`` = number of valid rows; ``spectrum`` = singular values of L_R.  Diagnostics
+    (:meth:`diagnostics_schema`, stored per sample by the factorize stage): rank_R, rank_B,
+    null_start, sv_B, and per side the RPCA iterations / residual / gap / objective / ‖S‖₁
+    (l1) / converged flag.
     """
 
     @dataclass(frozen=True)

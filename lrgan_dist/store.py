@@ -42,7 +42,7 @@ import zarr
 
 from . import __version__
 
-__all__ = ["StoreError", "Layout", "Store", "PENDING", "DONE", "FAILED"]
+__all__ = ["StoreError", "Layout", "Store", "PENDING", "DONE", "FAILED", "diagnostic_fill"]
 
 PENDING, DONE, FAILED = 0, 1, 2
 
@@ -297,8 +297,8 @@ class Store:
         for name, (dtype, tail) in schema.items():
             if name in dg:
                 continue
-            fill = {"f": np.nan, "i": -1, "u": 0}[np.dtype(dtype).kind]
-            dg.create_array(name, shape=(L.n, *tail), chunks=(L.chunk, *tail), dtype=dtype, fill_value=fill,
+            dg.create_array(name, shape=(L.n, *tail), chunks=(L.chunk, *tail), dtype=dtype,
+                            fill_value=diagnostic_fill(dtype),
                             dimension_names=("sample", *["component"] * len(tail)))
 
     def write_directions(self, path: str, start: int, stop: int, vectors: np.ndarray, rank: np.ndarray,
@@ -368,6 +368,11 @@ class Store:
             "arrays": arrays,
             "spec": self.spec,
         }
+
+
+def diagnostic_fill(dtype: str) -> Any:
+    """Fill value of a per-sample diagnostics array: NaN (float), -1 (int), 0 (unsigned/bool)."""
+    return {"f": np.nan, "i": -1, "u": 0}[np.dtype(dtype).kind]
 
 
 def _create_arrays(g: zarr.Group, L: Layout, static_masks: Mapping[str, np.ndarray]) -> None:

@@ -24,7 +24,7 @@ import torch
 
 from ..methods import get_method
 from ..spec import JobSpec
-from ..store import DONE, FAILED, PENDING, Store
+from ..store import DONE, FAILED, PENDING, Store, diagnostic_fill
 from .common import pick_device
 
 __all__ = ["result_groups", "pending_units", "factorize_unit"]
@@ -97,8 +97,7 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
         # (NaN / -1 / 0) for samples not computed here
         diag = {}
         for key, (dtype, tail) in method.diagnostics_schema(d).items():
-            fill = {"f": np.nan, "i": -1, "u": 0}[np.dtype(dtype).kind]
-            full = np.full((n, *tail), fill, dtype=dtype)
+            full = np.full((n, *tail), diagnostic_fill(dtype), dtype=dtype)
             val = res.diagnostics.get(key) if gi.shape[0] else None
             if val is not None:
                 full[ok] = val.detach().cpu().numpy().astype(dtype)

@@ -123,6 +123,9 @@ def run_population(spec: JobSpec, store: Store, ray: Any, show_progress: bool = 
     root = store.group.require_group("population")
     root.attrs.update({"samples": int(n), "reduction": "tree over chunks, float64"})
     done_idx = np.flatnonzero(status == DONE)
+    # summed in float64, handed to the methods in the precision the Grams were computed in
+    # (precision-aware tolerances, e.g. lowrankgan drop_tol="auto")
+    prec = torch.float64 if L.gram_dtype == "float64" else torch.float32
     out: dict[str, Any] = {"samples": int(n), "groups": []}
     for r in regions:
         Min = total[f"{r}/gram_in"] / n
@@ -131,9 +134,6 @@ def run_population(spec: JobSpec, store: Store, ray: Any, show_progress: bool = 
             method = get_method(m.method, **m.params)
             if getattr(method, "population_only", False):
                 continue
-            # summed in float64, handed over in the precision the Grams were computed in
-            # (precision-aware tolerances, e.g. lowrankgan drop_tol="auto")
-            prec = torch.float64 if L.gram_dtype == "float64" else torch.float32
             res = method(torch.as_tensor(Min)[None].to(prec), torch.as_tensor(Mout)[None].to(prec))
             g = root.require_group(f"{r}/{m.label}")
             g.attrs.update({"method": m.method, "params": dict(m.params), "param_hash": method.param_hash(),
