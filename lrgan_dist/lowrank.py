@@ -57,9 +57,18 @@ used in SCS), from ``z₀ = L₁ + γY₁`` (phase 1's primal-dual pair: the DR 
           reduce ‖g‖ is replaced by the plain DR step and the memory is cleared.
 
 The DR fixed point is the PCP optimum for every γ > 0; γ only sets the speed, and no fixed
-multiple of 1/μ is best on every kind of Gram (measured: 0.03× on the synthetic generator's
-degenerate Grams, 0.3× on structured d = 512 ones, 10–30× on a random StyleGAN2 rest Gram),
-so γ = 1/μ.
+multiple of 1/μ is best on every kind of Gram (measured at d = 512, λ = 1/60, DR iterations
+to the certificate over γ = 0.1 … 30 × 1/μ: 0.1–0.3× on the synthetic generator's
+degenerate Grams, 0.3× on structured ones, 1–3× on a random StyleGAN2 region Gram and
+10–30× on its rest Gram, where 1× needs 640 and 30× 110), so the default is γ = 1/μ
+(``gamma=1.0``; a number is a fixed multiple).  ``gamma="race"`` picks it per problem: each
+problem runs 20 DR steps at 0.3×, 3× and 30× in one batch; the residual and the exact
+certificate are measured after 10 and 20 steps, the iterations each candidate still needs
+are extrapolated from their geometric rate, and the one that needs the fewest continues.
+Measured: on random-StyleGAN2 d = 512 Grams 2.0× faster than γ = 1/μ (252 instead of 782
+iterations on the rest Gram); on the structured and the synthetic generator's d = 512
+Grams 1.4× and 1.9× slower, and on the synthetic generator's d = 64 eye-box Grams 5× slower
+(its best step, ≈ 0.03×, is outside the candidates) — hence opt-in (docs/benchmarks.md).
 The warm start is what pays: on the synthetic generator's eye-box Grams (λ = 0.25) the
 cold DR ran into the 10 000-iteration cap uncertified (20 s for 6 problems), the warm one
 certifies in 340–480 iterations in total (0.75 s); on the structured d = 512 pair,
@@ -102,15 +111,22 @@ at d = 512 (docs/benchmarks.md, `fast` vs `fast-full`).
 Cost model (d×d symmetric, per problem, float64):
 
 * per iteration: one ``eigh`` (≈ 9d³ flops with vectors) + one ``V diag(e) Vᵀ`` (2d³), or
-  with a partial SVT three d×d×p products (≈ 6d²p); plus ≈ 10 (ialm) / 15 (DR with
-  Anderson) elementwise passes over d² numbers, which are memory-bound and dominate at
-  d = 512 once the SVT is partial (≈ 0.25 ms per pass per problem on 2 cores); an
-  ``eigvalsh`` (≈ 4d³/3) every 5th DR step for problems whose residual is below tol; the
-  reference costs one SVD per iteration in numpy (≈ 3× an eigh at d = 512);
+  with a partial SVT two d×d×p products and one d×d×k (k = the rank kept, ≈ 2d²(2p + k));
+  plus ≈ 9 (ialm) / 7 (DR) elementwise passes over d² numbers, written in place into
+  preallocated buffers (the iteration is memory-bound at d = 512 once the SVT is partial:
+  ≈ 0.1 ms per pass per problem on 2 cores, a fresh allocation costs as much again), and
+  for Anderson ≈ 3m·d² float32 reads (its difference buffers are float32: they only shape
+  the extrapolation; the Gram of ΔG gains one row per step).  Measured at d = 512 on 2
+  cores: ≈ 2.6 ms per ialm and ≈ 5 ms per DR iteration and problem (the latter 8.5 ms
+  before the in-place rewrite).  An exact certificate (``eigvalsh``, ≈ 4d³/3) for problems
+  whose residual is below tol, every 5th step while the gap is within 2× of gap_tol, backing
+  off to every 40th while it is 8× above; the reference costs one SVD per iteration in
+  numpy (≈ 3× an eigh at d = 512);
 * iterations: phase 1 ≈ 130–150; phase 2 40–600 (d = 512) and 200–5 000 at d = 64 on the
   structured test Grams; the reference: 300–10 000, often hitting the cap; all problems
   of a batch iterate together and leave the batch as soon as they converge;
-* memory: ≈ (2m + 12)·d² numbers per problem still iterating (≈ 46 MB at d = 512, m = 5).
+* memory: ≈ 14·d² float64 + 2m·d² float32 numbers per problem still iterating (≈ 40 MB at
+  d = 512, m = 5; three times that per problem during a γ race).
 
 The iteration runs in ``float64`` by default (``dtype`` in :class:`RPCAConfig`); a float32
 run cannot resolve a 1e-7 residual, so its ``tol`` is floored at ``10·eps(float32)``.
@@ -155,6 +171,9 @@ _EXACT_EVERY = 5
 # eig="auto": partial eigendecompositions from this latent size on (below, a full eigh is
 # as cheap as the block steps)
 _PARTIAL_MIN_D = 128
+# gamma="race": candidate DR steps (multiples of 1/μ) and the race length in iterations
+_RACE_MULTIPLES = (0.3, 3.0, 30.0)
+_RACE_ITERS = 20
 
 
 @dataclass(frozen=True)
@@ -184,6 +203,9 @@ class RPCAConfig:
                the reference solver always uses full eigendecompositions.
     warm_start: fast solver only: start the DR phase from an inexact-ALM solution (True).
     warm_rho:  fast solver only: ρ of that inexact-ALM phase (1.1).
+    gamma:     fast solver only: the DR step as a multiple of 1/μ (1.0), or ``"race"``: pick
+               it per problem by a 20-step race of 0.3×, 3× and 30× (module doc; faster on
+               StyleGAN2-like Grams, slower on others).
     """
 
     lam: float | None = None
@@ -199,8 +221,13 @@ class RPCAConfig:
     eig: Literal["auto", "full", "partial"] = "auto"
     warm_start: bool = True
     warm_rho: float = 1.1
+    gamma: float | Literal["race"] = 1.0
 
     def __post_init__(self) -> None:
+        g = self.gamma
+        if not (g == "race" or (isinstance(g, (int, float)) and not isinstance(g, bool)
+                                and g > 0 and math.isfinite(g))):
+            raise ValueError(f"RPCAConfig.gamma: expected 'race' or a positive number, received {g!r}")
         if self.eig not in ("auto", "full", "partial"):
             raise ValueError(f"RPCAConfig.eig: expected 'auto', 'full' or 'partial', received {self.eig!r}")
         if not isinstance(self.warm_start, bool):
@@ -315,13 +342,17 @@ def pcp_objective(L: Tensor, S: Tensor, lam: float | Tensor) -> Tensor:
 
 
 def _gap(M: Tensor, L: Tensor, sv: Tensor, Y: Tensor, lam: Tensor, exact: bool = False,
-         strict: bool = False) -> Tensor:
+         strict: bool = False, symmetric: bool = False) -> Tensor:
     """Relative duality gap of the feasible pair (L, M − L), from a dual candidate Y with
     ‖Y‖₂ ≤ 1 (see module doc).  Y is made dual-feasible two ways and the better lower
     bound is kept: ``Y / max(1, ‖Y‖_∞/λ)``, and ``Y_c = clip(Y, ±λ)`` scaled by
     ``1 + ‖Y − Y_c‖_F`` (≥ ‖Y_c‖₂).  ``exact=True`` also scales Y_c by its exact spectral
     norm (one ``eigvalsh``), usually 5–10× tighter.  ``strict=True`` keeps only that exact
-    bound, which assumes nothing about ‖Y‖₂ (a Y from a partial SVT, :class:`_PartialSVT`)."""
+    bound, which assumes nothing about ‖Y‖₂ (a Y from a partial SVT, :class:`_PartialSVT`).
+    ``symmetric=True`` (symmetric M): the exact bound uses the symmetric part of Y_c, which
+    is as dual-feasible (its entries are averages of entries within ±λ), has the same inner
+    product with a symmetric M, and whose spectral norm is one ``eigvalsh``; the iterates
+    are symmetric only up to rounding."""
     upper = sv.sum(-1) + lam * (M - L).abs().sum((-2, -1))
     l1 = lam[:, None, None]
     Yc = torch.maximum(torch.minimum(Y, l1), -l1)
@@ -334,7 +365,9 @@ def _gap(M: Tensor, L: Tensor, sv: Tensor, Y: Tensor, lam: Tensor, exact: bool =
         lo2 = inner / (1.0 + torch.linalg.matrix_norm(Y - Yc))
         lower = torch.maximum(lo1, lo2)
     if exact:
-        if Y.shape[-1] == Y.shape[-2] and bool((Yc - Yc.mT).abs().amax() == 0):
+        if symmetric:
+            Yc = 0.5 * (Yc + Yc.mT)
+            inner = (Yc * M).sum((-2, -1))
             nrm = torch.linalg.eigvalsh(Yc).abs().amax(-1)
         else:
             nrm = torch.linalg.matrix_norm(Yc, 2)
@@ -501,24 +534,37 @@ class _PartialSVT:
         t = tau[:, None]
         if self.Q is not None:
             Q, _ = torch.linalg.qr(X @ self.Q)
-            th, W = torch.linalg.eigh(Q.mT @ X @ Q)
+            th, W = torch.linalg.eigh(Q.mT @ (X @ Q))
             p = Q.shape[-1]
-            if int((th.abs() > t).sum(-1).max()) <= p - self.over // 2:
+            k = int((th.abs() > t).sum(-1).max())
+            if k <= p - self.over // 2:
                 V = Q @ W
                 self.Q = V
-                es = torch.sign(th) * torch.clamp(th.abs() - t, min=0)
-                L = (V * es[:, None, :]) @ V.mT
-                sv = torch.zeros(B, d, dtype=X.dtype, device=X.device)
-                sv[:, :p] = es.abs().sort(dim=-1, descending=True).values
-                return 0.5 * (L + L.mT), sv
+                return self._assemble(V, th, t, d)
         self.full_calls += 1
         e, V = torch.linalg.eigh(X)
         p = min(d, int((e.abs() > t).sum(-1).max()) + self.over)
         order = e.abs().argsort(-1, descending=True)[:, :p]
         self.Q = torch.gather(V, 2, order[:, None, :].expand(B, d, p))
+        return self._assemble(V, e, t, d)
+
+    @staticmethod
+    def _assemble(V: Tensor, e: Tensor, t: Tensor, d: int) -> tuple[Tensor, Tensor]:
+        """L = V diag(shrink(e, τ)) Vᵀ from the k columns whose shrunk value is non-zero
+        (O(d²k)); symmetric up to rounding (the solvers do not re-symmetrise each
+        iterate, which would cost two passes over d² with a transposed read).  Returns L and
+        its singular values, descending, zero-padded to d."""
+        B = V.shape[0]
         es = torch.sign(e) * torch.clamp(e.abs() - t, min=0)
-        L = (V * es[:, None, :]) @ V.mT
-        return 0.5 * (L + L.mT), es.abs().sort(dim=-1, descending=True).values
+        sv, order = es.abs().sort(dim=-1, descending=True)
+        k = max(int((sv > 0).sum(-1).max()), 1)
+        order = order[:, :k]
+        Vk = torch.gather(V, 2, order[:, None, :].expand(B, d, k))
+        ek = torch.gather(es, 1, order)
+        L = (Vk * ek[:, None, :]) @ Vk.mT
+        out = torch.zeros(B, d, dtype=V.dtype, device=V.device)
+        out[:, :sv.shape[-1]] = sv
+        return L, out
 
 
 def _full_spectrum(L: Tensor, symmetric: bool = True) -> tuple[Tensor, Tensor]:
@@ -570,22 +616,23 @@ def _ialm_core(M: Tensor, fro: Tensor, lam_t: Tensor, tol: float, max_iter: int,
                     residual=torch.zeros(A, dtype=M.dtype, device=M.device),
                     converged=torch.zeros(A, dtype=torch.bool, device=M.device))
     pos = torch.arange(A, device=M.device)
+    # work buffers, updated in place (the iteration is memory-bound at large d)
+    Ab, X, Wb, C = (torch.empty_like(M) for _ in range(4))
     for it in range(1, max_iter + 1):
         # The reference's updates with fewer passes over d²: with T = Y/μ and
         # W = M − L + T, S = shrink(W, λ/μ) = W − C for C = clip(W, ±λ/μ), so the residual
         # is R = M − L − S = C − T and the new multiplier Y + μR = μC.
         mu3 = mu[:, None, None]
         t3 = (lam_t / mu)[:, None, None]
-        T = Y / mu3
-        A_ = M + T
-        X = A_ - S
+        torch.addcdiv(M, Y, mu3, out=Ab)                 # M + T
+        torch.sub(Ab, S, out=X)
         L = _svt(X, 1.0 / mu, symmetric)[0] if svt is None else svt(X, 1.0 / mu)[0]
-        W = A_ - L
-        C = torch.clamp(W, min=-t3, max=t3)
-        S = W - C
-        R = C - T
-        Y = mu3 * C
-        res = torch.linalg.matrix_norm(R) / fro
+        torch.sub(Ab, L, out=Wb)                         # W
+        torch.clamp(Wb, min=-t3, max=t3, out=C)
+        torch.sub(Wb, C, out=S)
+        torch.addcdiv(C, Y, mu3, value=-1, out=Wb)       # R = C − T
+        res = torch.linalg.vector_norm(Wb, dim=(-2, -1)) / fro
+        torch.mul(C, mu3, out=Y)
         conv = res <= tol
         done = conv | (it == max_iter)
         if bool(done.any()):
@@ -598,7 +645,8 @@ def _ialm_core(M: Tensor, fro: Tensor, lam_t: Tensor, tol: float, max_iter: int,
                 break
             if svt is not None:
                 svt.keep(keep)
-            pos, M, fro, mu, mu_max, lam_t, S, Y = (t[keep] for t in (pos, M, fro, mu, mu_max, lam_t, S, Y))
+            pos, M, fro, mu, mu_max, lam_t, S, Y, Ab, X, Wb, C = (
+                t[keep] for t in (pos, M, fro, mu, mu_max, lam_t, S, Y, Ab, X, Wb, C))
         mu = torch.minimum(mu * rho, mu_max)
     return st, mu0
 
@@ -615,7 +663,7 @@ def _solve_ialm(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, la
     sv, vh = _full_spectrum(st.L, symmetric)
     # a full SVT makes ‖Yl‖₂ ≤ 1, so the cheap bounds hold too; a partial one needs strict
     _finish(out, idx, M, st.L, st.S, sv, vh, st.iterations, st.residual, st.converged,
-            _gap(M, st.L, sv, st.Yl, lam_t, exact=True, strict=partial), lam)
+            _gap(M, st.L, sv, st.Yl, lam_t, exact=True, strict=partial, symmetric=symmetric), lam)
 
 
 def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, lam: float,
@@ -624,36 +672,186 @@ def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, la
     fro = fro_all[idx]
     gam = 1.0 / out.mu[idx]
     lam_t = out.lam[idx]
-    A, n1, n2 = M.shape
-    n = n1 * n2
-    m = cfg.anderson
-    dt, dev = M.dtype, M.device
-    partial = _use_partial(cfg, symmetric, n1)
+    A = M.shape[0]
+    partial = _use_partial(cfg, symmetric, M.shape[-1])
     # Phase 1 (warm start): inexact ALM gets near the optimum in a nearly fixed number of
     # cheap iterations; the DR phase starts from its primal-dual pair, z₀ = L + γY (the DR
     # fixed point is z* = L* + γY*).  Without it, z₀ = M.
-    its0 = torch.zeros(A, dtype=torch.int64, device=dev)
+    its0 = torch.zeros(A, dtype=torch.int64, device=M.device)
     if cfg.warm_start:
         st, _ = _ialm_core(M, fro, lam_t, tol, cfg.max_iter, cfg.warm_rho, partial, symmetric)
-        z = st.L + gam[:, None, None] * st.Y
-        z = 0.5 * (z + z.mT) if symmetric else z
+        L0, Y0 = st.L, st.Y
         its0 = st.iterations
     else:
-        z = M.clone()
+        L0, Y0 = torch.zeros_like(M), M / gam[:, None, None]   # z₀ = M
+    if cfg.gamma == "race":
+        gam, z = _race_gamma(M, fro, lam_t, L0, Y0, gam, tol, cfg, symmetric, partial)
+        its0 = its0 + _RACE_ITERS
+    else:
+        gam = gam * (1.0 if isinstance(cfg.gamma, str) else float(cfg.gamma))
+        z = L0 + gam[:, None, None] * Y0
+    _dr_phase(M, fro, lam_t, gam, z, its0, idx, out, lam, tol, cfg, symmetric, partial)
+
+
+class _Anderson:
+    """Safeguarded type-II Anderson acceleration of the DR map (Walker & Ni 2011; Zhang,
+    O'Donoghue & Boyd 2020) for a batch, with memory m.
+
+    Ring buffers hold the last m differences ΔG (of the residual g) and ΔZ + ΔG, stored in
+    float32 (they only shape the extrapolation; the iterate stays in the working dtype),
+    with a per-problem validity mask, and the Gram matrix ΔGΔGᵀ is updated one row per step
+    (m·d² instead of m²·d²).  Step: θ = argmin ‖g − ΔG θ‖ (Tikhonov-regularised),
+    z ← z + g − (ΔZ + ΔG)θ.  Safeguard: an extrapolated point whose residual is not below
+    the last accepted one's is replaced by the plain DR step from that point and the memory
+    of that problem is cleared.
+    """
+
+    def __init__(self, z: Tensor, m: int) -> None:
+        A, n1, n2 = z.shape
+        self.m, n = m, n1 * n2
+        dt, dev = z.dtype, z.device
+        adt = torch.float32 if dt == torch.float64 else dt
+        self.dG = torch.zeros(A, m, n, dtype=adt, device=dev)
+        self.dZG = torch.zeros(A, m, n, dtype=adt, device=dev)
+        self.H = torch.zeros(A, m, m, dtype=dt, device=dev)
+        self.valid = torch.zeros(A, m, dtype=torch.bool, device=dev)
+        self.have_last = torch.zeros(A, dtype=torch.bool, device=dev)
+        self.gn_prev = torch.full((A,), math.inf, dtype=dt, device=dev)
+        # the plain DR step from the last accepted point is z_last + g_last
+        self.z_last, self.g_last, self.tmp = (torch.zeros_like(z) for _ in range(3))
+        self.eye = torch.eye(m, dtype=dt, device=dev)
+        self.col = 0
+
+    def keep(self, mask: Tensor) -> None:
+        for name in ("dG", "dZG", "H", "valid", "have_last", "gn_prev", "z_last", "g_last", "tmp"):
+            setattr(self, name, getattr(self, name)[mask])
+
+    def step(self, z: Tensor, g: Tensor, gn: Tensor) -> Tensor:
+        """The next iterate from z and its residual g (norm gn); z and g are overwritten."""
+        A, n1, n2 = z.shape
+        n = n1 * n2
+        m, col = self.m, self.col
+        self.col = (col + 1) % m
+        accept = gn <= self.gn_prev
+        all_ok = bool(accept.all())
+        upd = accept & self.have_last
+        # new difference columns; a problem without upd gets an invalid (unused) column
+        tmp = self.tmp
+        torch.sub(g, self.g_last, out=tmp)
+        self.dG[:, col].copy_(tmp.view(A, n))
+        tmp.add_(z).sub_(self.z_last)
+        self.dZG[:, col].copy_(tmp.view(A, n))
+        self.valid[:, col] = upd
+        self.valid &= accept[:, None]
+        h = (self.dG @ self.dG[:, col, :, None]).squeeze(-1).to(self.H.dtype)  # [A, m]
+        self.H[:, col, :] = h
+        self.H[:, :, col] = h
+        if all_ok:
+            self.z_last.copy_(z)
+            self.g_last.copy_(g)
+            self.gn_prev = gn
+            z.add_(g)                                            # plain DR step
+        else:
+            a3 = accept[:, None, None]
+            self.gn_prev = torch.where(accept, gn, torch.full_like(gn, math.inf))
+            z_new = torch.where(a3, z + g, self.z_last + self.g_last)
+            self.z_last = torch.where(a3, z, self.z_last)
+            self.g_last = torch.where(a3, g, self.g_last)
+            z = z_new
+        self.have_last = accept
+        use = accept & self.valid.any(-1)
+        if bool(use.any()):
+            vm = self.valid.to(self.H.dtype)
+            H = self.H * (vm[:, :, None] * vm[:, None, :])
+            reg = 1e-10 * H.diagonal(dim1=-2, dim2=-1).sum(-1) + torch.finfo(H.dtype).tiny
+            H = H + reg[:, None, None] * self.eye + torch.diag_embed(1.0 - vm)
+            gf = self.g_last.view(A, n) if all_ok else g.reshape(A, n)
+            rhs = (self.dG @ gf.to(self.dG.dtype)[:, :, None]).to(H.dtype) * vm[:, :, None]
+            theta, info = torch.linalg.solve_ex(H, rhs)
+            ok = use & (info == 0) & torch.isfinite(theta).all((-2, -1))
+            theta = torch.where(ok[:, None, None], theta, 0) * vm[:, :, None]  # [A, m, 1]
+            z.sub_((self.dZG.mT @ theta.to(self.dZG.dtype)).view(A, n1, n2))
+        return z
+
+
+def _dr_step(M: Tensor, z: Tensor, gam: Tensor, lam_t: Tensor, svt: _PartialSVT | None,
+             symmetric: bool, V: Tensor, C: Tensor, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One DR evaluation at z (module doc): L = D_γ(z), V = M − 2L + z, C = clip(V, ±γλ)
+    (so S = V − C) and the fixed-point residual g = L − z + C, written into the buffers
+    V, C, g.  Returns (L, singular values of L, ‖g‖_F)."""
+    t3 = (gam * lam_t)[:, None, None]
+    L, sv = _svt(z, gam, symmetric)[:2] if svt is None else svt(z, gam)
+    torch.add(M, z, out=V)
+    V.sub_(L, alpha=2)
+    torch.clamp(V, min=-t3, max=t3, out=C)
+    torch.sub(L, z, out=g)
+    g.add_(C)
+    return L, sv, torch.linalg.vector_norm(g, dim=(-2, -1))
+
+
+def _race_gamma(M: Tensor, fro: Tensor, lam_t: Tensor, L0: Tensor, Y0: Tensor, gam: Tensor,
+                tol: float, cfg: RPCAConfig, symmetric: bool, partial: bool) -> tuple[Tensor, Tensor]:
+    """Pick the DR step γ per problem by a short race (``gamma="race"``, module doc).
+
+    Every problem runs ``_RACE_ITERS`` DR steps from its warm start (L0, Y0) at each step
+    γ·c, c ∈ ``_RACE_MULTIPLES``, all in one batch.  At the middle and at the end of the
+    race the primal residual and the exact certificate of each candidate are measured; the
+    remaining iterations each needs are extrapolated from their geometric rate over the
+    second half (``max`` over the two criteria, infinite when one does not decrease), and
+    the candidate that needs the fewest wins.  Returns (γ [A], its iterate z [A, n₁, n₂]).
+    """
+    A = M.shape[0]
+    mult = torch.tensor(_RACE_MULTIPLES, dtype=M.dtype, device=M.device)
+    K = mult.numel()
+    rep = lambda t: t.repeat_interleave(K, 0)  # noqa: E731
+    Mr, fro_r, lam_r = rep(M), rep(fro), rep(lam_t)
+    gam_r = (gam[:, None] * mult[None, :]).reshape(-1)
+    z = rep(L0) + gam_r[:, None, None] * rep(Y0)
     svt = _PartialSVT() if partial else None
+    acc = _Anderson(z, cfg.anderson) if cfg.anderson else None
+    V, C, g = (torch.empty_like(Mr) for _ in range(3))
+    half = _RACE_ITERS // 2
+    marks = []
+    for it in range(1, _RACE_ITERS + 1):
+        L, sv, gn = _dr_step(Mr, z, gam_r, lam_r, svt, symmetric, V, C, g)
+        if it in (half, _RACE_ITERS):
+            Y = (z - L) / gam_r[:, None, None]
+            gap = _gap(Mr, L, sv, Y, lam_r, exact=True, strict=partial, symmetric=symmetric)
+            marks.append(torch.stack([gn / fro_r / tol, gap / cfg.gap_tol]))  # [2, A·K]
+        if it == _RACE_ITERS:
+            break
+        if acc is None:
+            z.add_(g)
+        else:
+            z = acc.step(z, g, gn)
+    a, b = marks
+    a, b = torch.nan_to_num(a, nan=math.inf), torch.nan_to_num(b, nan=math.inf)
+    rate = b / a
+    need = torch.where(b <= 1, torch.zeros_like(b),
+                       torch.where(rate < 1, torch.log(b) / -torch.log(rate) * half,
+                                   torch.full_like(b, math.inf)))
+    need = need.amax(0).reshape(A, K)
+    # ties (e.g. every candidate stalled): the candidate closest to the reference step
+    prior = (mult.log().abs() * 1e-9)[None, :]
+    best = torch.argmin(need + prior, dim=1)
+    pick = torch.arange(A, device=M.device) * K + best
+    return gam_r[pick], z[pick].clone()
+
+
+def _dr_phase(M: Tensor, fro: Tensor, lam_t: Tensor, gam: Tensor, z: Tensor, its0: Tensor,
+              idx: Tensor, out: RPCAResult, lam: float, tol: float, cfg: RPCAConfig,
+              symmetric: bool, partial: bool) -> None:
+    """Phase 2 of the fast solver: certified Anderson-accelerated Douglas–Rachford (module
+    doc) from z, until the primal residual and the certificate both meet their tolerance;
+    results are written to ``out`` at ``idx``."""
+    A = M.shape[0]
+    m = cfg.anderson
+    dt, dev = M.dtype, M.device
+    out.mu[idx] = 1.0 / gam  # the DR step in use (after the race, if any)
+    svt = _PartialSVT() if partial else None
+    acc = _Anderson(z, m) if m else None
     pos = torch.arange(A, device=dev)
-    # Anderson state: ring buffers of differences (their order does not matter for the
-    # least-squares fit) with a per-problem validity mask, the last accepted point and its
-    # residual.
-    dZ = torch.zeros(A, m, n, dtype=dt, device=dev) if m else None  # rows: Δz
-    dG = torch.zeros(A, m, n, dtype=dt, device=dev) if m else None  # rows: Δg
-    z_last = torch.zeros(A, n, dtype=dt, device=dev) if m else None
-    g_last = torch.zeros(A, n, dtype=dt, device=dev) if m else None
-    valid = torch.zeros(A, max(m, 1), dtype=torch.bool, device=dev)
-    have_last = torch.zeros(A, dtype=torch.bool, device=dev)
-    z_plain = z
-    gn_prev = torch.full((A,), math.inf, dtype=dt, device=dev)
-    eye_m = torch.eye(m, dtype=dt, device=dev) if m else None
+    V, C, g = (torch.empty_like(M) for _ in range(3))
     # Best feasible pair (L, M − L) seen at the checks, by its objective (the certificate's
     # upper bound): returned for problems that hit max_iter, instead of the last (possibly
     # extrapolated) iterate, whose objective can be far above the optimum.
@@ -662,22 +860,16 @@ def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, la
     best_Y = torch.zeros_like(M)
     best_gap = torch.full((A,), math.inf, dtype=dt, device=dev)
     no = torch.zeros(A, dtype=torch.bool, device=dev)
+    # exact certificates (one eigvalsh each) back off while they are far from gap_tol
+    next_exact = torch.zeros(A, dtype=torch.int64, device=dev)
     for it in range(1, cfg.max_iter + 1):
         g3 = gam[:, None, None]
-        t3 = g3 * lam_t[:, None, None]
-        L, sv = _svt(z, gam, symmetric)[:2] if svt is None else svt(z, gam)
-        # S = shrink(M − (2L − z), γλ) = V − clip(V, ±γλ); the DR step g = M − S − L.
-        D1 = L - z                       # = −γY
-        V = M - L - D1                   # = M − 2L + z
-        C = torch.clamp(V, min=-t3, max=t3)
-        g = D1 + C                       # = z⁺ − z = −(primal residual)
-        gn = torch.linalg.matrix_norm(g)
+        L, sv, gn = _dr_step(M, z, gam, lam_t, svt, symmetric, V, C, g)
         res = gn / fro
         # Checks (objective, best pair, certificate) every _EXACT_EVERY steps and at the cap.
-        conv = no[:A]
         last = it == cfg.max_iter
         if it % _EXACT_EVERY == 0 or last:
-            Y = D1 / (-g3)
+            Y = (z - L) / g3
             # cheap bounds assume ‖Y‖₂ ≤ 1, true for a full SVT; a partial one needs strict
             gap = _gap(M, L, sv, Y, lam_t)
             obj = sv.sum(-1) + lam_t * (M - L).abs().sum((-2, -1))
@@ -690,13 +882,16 @@ def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, la
                 best_Y = torch.where(b3, Y, best_Y)
             cand = res <= tol
             certified = (gap <= cfg.gap_tol) & cand if svt is None else no[:A]
-            cand = cand & ~certified
+            cand = cand & ~certified & ((next_exact <= it) | last)
             if bool(cand.any()):  # the exact spectral norm (one eigvalsh) for the candidates
                 exact = _gap(M[cand], L[cand], sv[cand], Y[cand], lam_t[cand], exact=True,
-                             strict=svt is not None)
+                             strict=svt is not None, symmetric=symmetric)
                 gap = gap.clone()
                 gap[cand] = exact if svt is not None else torch.minimum(gap[cand], exact)
                 certified = certified | (cand & (gap <= cfg.gap_tol))
+                # next exact check in 1-8 check intervals, by how far the gap is from gap_tol
+                wait = torch.clamp(torch.nan_to_num(gap / cfg.gap_tol, nan=1.0), 1, 8).floor()
+                next_exact = torch.where(cand, it + _EXACT_EVERY * wait.to(torch.int64), next_exact)
             conv = certified
             done = conv | last
             if bool(done.any()):
@@ -706,70 +901,32 @@ def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, la
                 c3 = conv[:, None, None]
                 Lf = torch.where(c3, L, best_L)[d]
                 Sf = torch.where(c3, V - C, M - best_L)[d]
+                if symmetric:  # the iterates are symmetric up to rounding
+                    Lf, Sf = 0.5 * (Lf + Lf.mT), 0.5 * (Sf + Sf.mT)
                 Md = M[d]
                 resf = torch.linalg.matrix_norm(Md - Lf - Sf) / fro[d]
                 svf, vhf = _full_spectrum(Lf, symmetric)
                 gapf = torch.where(conv, gap, best_gap)[d]
                 if svt is not None and not bool(conv[d].all()):  # the strict certificate
                     nc = ~conv[d]
-                    gapf[nc] = _gap(Md[nc], Lf[nc], svf[nc], best_Y[d][nc], lam_t[d][nc], strict=True)
+                    gapf[nc] = _gap(Md[nc], Lf[nc], svf[nc], best_Y[d][nc], lam_t[d][nc], strict=True,
+                                    symmetric=symmetric)
                 _finish(out, idx[d], Md, Lf, Sf, svf, vhf, its0[pos[d]] + it, resf, conv[d], gapf, lam)
                 keep = ~done
                 if not bool(keep.any()):
                     return
                 if svt is not None:
                     svt.keep(keep)
-                pos, idx, M, fro, gam, lam_t, z, z_plain, g, gn, gn_prev, have_last, valid = (
-                    t[keep] for t in (pos, idx, M, fro, gam, lam_t, z, z_plain, g, gn, gn_prev,
-                                      have_last, valid))
+                if acc is not None:
+                    acc.keep(keep)
+                pos, idx, M, fro, gam, lam_t, z, V, C, g, gn, next_exact = (
+                    t[keep] for t in (pos, idx, M, fro, gam, lam_t, z, V, C, g, gn, next_exact))
                 best_obj, best_gap, best_L, best_Y = (t[keep] for t in (best_obj, best_gap, best_L, best_Y))
-                if m:
-                    dZ, dG, z_last, g_last = dZ[keep], dG[keep], z_last[keep], g_last[keep]
                 A = idx.numel()
-        if not m:
-            z = z + g
-            continue
-        # Safeguard: an extrapolated point that did not reduce the residual is replaced by
-        # the plain DR step from the last accepted point, and the memory is cleared.
-        accept = gn <= gn_prev
-        all_ok = bool(accept.all())
-        zf, gf = z.reshape(A, n), g.reshape(A, n)
-        upd = accept & have_last
-        col = (it - 1) % m
-        if all_ok and bool(upd.all()):
-            dZ[:, col] = zf - z_last
-            dG[:, col] = gf - g_last
+        if acc is None:
+            z.add_(g)
         else:
-            dZ[:, col] = torch.where(upd[:, None], zf - z_last, dZ[:, col])
-            dG[:, col] = torch.where(upd[:, None], gf - g_last, dG[:, col])
-        valid[:, col] |= upd
-        valid &= accept[:, None]
-        if all_ok:
-            z_last, g_last = zf, gf
-            gn_prev = gn
-            z_new = z + g
-        else:
-            z_last = torch.where(accept[:, None], zf, z_last)
-            g_last = torch.where(accept[:, None], gf, g_last)
-            gn_prev = torch.where(accept, gn, torch.full_like(gn, math.inf))
-            z_new = torch.where(accept[:, None, None], z + g, z_plain)
-        have_last = accept
-        z_plain = z_new
-        # Type-II Anderson: θ = argmin ‖g − ΔG θ‖, z ← z⁺ − (ΔZ + ΔG) θ (Tikhonov-regularised).
-        use = accept & valid.any(-1)
-        if bool(use.any()):
-            # Stale (invalid) rows are masked in the small m×m system, not in the buffers.
-            vm = valid.to(dt)
-            H = (dG @ dG.mT) * (vm[:, :, None] * vm[:, None, :])
-            reg = 1e-10 * H.diagonal(dim1=-2, dim2=-1).sum(-1) + torch.finfo(dt).tiny
-            H = H + reg[:, None, None] * eye_m + torch.diag_embed(1.0 - vm)
-            rhs = (dG @ gf[:, :, None]) * vm[:, :, None]
-            theta, info = torch.linalg.solve_ex(H, rhs)
-            ok = use & (info == 0) & torch.isfinite(theta).all((-2, -1))
-            theta = torch.where(ok[:, None, None], theta, 0) * vm[:, :, None]  # [A, m, 1]
-            step = dZ.mT @ theta + dG.mT @ theta
-            z_new = z_new - step.reshape(A, n1, n2)
-        z = 0.5 * (z_new + z_new.mT) if symmetric else z_new
+            z = acc.step(z, g, gn)
 
 
 # ----------------------------------------------------------------------------- ranks & projection

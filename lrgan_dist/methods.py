@@ -114,8 +114,17 @@ class Method:
         if not isinstance(self.params, self.Params):
             raise TypeError(f"{type(self).__name__}: params must be {self.Params.__qualname__}")
 
+    #: parameters added after stores were first written: hashed only when not at their
+    #: default, so the groups of existing stores keep their hash (and stay resumable)
+    hash_omit_default: ClassVar[tuple[str, ...]] = ()
+
     def param_hash(self) -> str:
-        blob = json.dumps({"name": self.name, "params": dataclasses.asdict(self.params)},
+        params = dataclasses.asdict(self.params)
+        defaults = self.Params()
+        for f in self.hash_omit_default:
+            if params.get(f) == getattr(defaults, f):
+                params.pop(f)
+        blob = json.dumps({"name": self.name, "params": params},
                           sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -189,6 +198,8 @@ class LowRankGAN(Method):
     (l1) / converged flag.
     """
 
+    hash_omit_default = ("gamma",)
+
     @dataclass(frozen=True)
     class Params:
         lam: float | None = None
@@ -198,6 +209,7 @@ class LowRankGAN(Method):
         solver: Literal["fast", "reference", "ialm"] = "fast"
         gap_tol: float = 1e-4
         eig: Literal["auto", "full", "partial"] = "auto"
+        gamma: float | Literal["race"] = 1.0
         relax: int = 0
         rank_tol: str | float = "numpy"
         null_clamp: Literal["zero", "reference"] = "zero"
@@ -218,7 +230,8 @@ class LowRankGAN(Method):
 
         def rpca_config(self) -> RPCAConfig:
             return RPCAConfig(lam=self.lam, mu=self.mu, tol=self.tol, max_iter=self.max_iter,
-                              solver=self.solver, gap_tol=self.gap_tol, eig=self.eig)
+                              solver=self.solver, gap_tol=self.gap_tol, eig=self.eig,
+                              gamma=self.gamma)
 
     def diagnostics_schema(self, d: int) -> dict[str, tuple[str, tuple[int, ...]]]:
         out: dict[str, tuple[str, tuple[int, ...]]] = {

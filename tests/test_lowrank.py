@@ -155,6 +155,10 @@ def test_config_validation():
         RPCAConfig(tol=0)
     with pytest.raises(ValueError, match="rho"):
         RPCAConfig(rho=1.0)
+    for bad in ("auto", 0, -1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="gamma"):
+            RPCAConfig(gamma=bad)
+    assert RPCAConfig(gamma="race").gamma == "race" and RPCAConfig(gamma=3).gamma == 3
     assert RPCAConfig().solver == "fast" and RPCAConfig().mu == "reference"
 
 
@@ -247,13 +251,13 @@ def test_recovers_general_low_rank_plus_sparse(solver):
 # ----------------------------------------------------------------------------- fast vs reference
 
 
-def _parity(d, seeds, lam, mu, rank_tol):
+def _parity(d, seeds, lam, mu, rank_tol, **fast_kw):
     pairs = [structured_grams(d, seed=s) for s in seeds]
     M_R = torch.tensor(np.stack([p[0] for p in pairs]))
     M_B = torch.tensor(np.stack([p[1] for p in pairs]))
     out = {}
     for solver in ("reference", "fast"):
-        cfg = RPCAConfig(lam=lam, mu=mu, solver=solver)
+        cfg = RPCAConfig(lam=lam, mu=mu, solver=solver, **(fast_kw if solver == "fast" else {}))
         out[solver] = lowrankgan_directions(M_R, M_B, cfg, rank_tol=rank_tol)
     ref, fast = out["reference"], out["fast"]
     for side in ("rpca_R", "rpca_B"):
@@ -272,8 +276,9 @@ def _parity(d, seeds, lam, mu, rank_tol):
     return ref, fast
 
 
-def test_fast_matches_reference_d64():
-    ref, fast = _parity(64, seeds=[1, 7], lam=None, mu="reference", rank_tol=1e-3)
+@pytest.mark.parametrize("gamma", [1.0, "race"])
+def test_fast_matches_reference_d64(gamma):
+    ref, fast = _parity(64, seeds=[1, 7], lam=None, mu="reference", rank_tol=1e-3, gamma=gamma)
     # … in fewer iterations
     assert fast.rpca_R.iterations.sum() + fast.rpca_B.iterations.sum() < (
         ref.rpca_R.iterations.sum() + ref.rpca_B.iterations.sum())
@@ -305,9 +310,13 @@ def test_fast_matches_reference_on_generator_grams(kind):
     latent dimensions without effect; the reference runs into its 10 000-iteration cap,
     the fast solver certifies in ~350/~490) and a random-weight StyleGAN2 (d = 128)."""
     gi, go, lam = _generator_grams(kind)
-    out = {s: lowrankgan_directions(gi, go, RPCAConfig(lam=lam, solver=s), rank_tol=1e-3)
-           for s in ("reference", "fast")}
-    ref, fast = out["reference"], out["fast"]
+    ref = lowrankgan_directions(gi, go, RPCAConfig(lam=lam, solver="reference"), rank_tol=1e-3)
+    for gamma in (1.0, "race"):  # the default step, and the raced one
+        fast = lowrankgan_directions(gi, go, RPCAConfig(lam=lam, gamma=gamma), rank_tol=1e-3)
+        _check_generator_parity(kind, gi, ref, fast)
+
+
+def _check_generator_parity(kind, gi, ref, fast):
     for side in ("rpca_R", "rpca_B"):
         r, f = getattr(ref, side), getattr(fast, side)
         assert bool(f.converged.all()) and bool((f.gap <= RPCAConfig().gap_tol).all())
@@ -325,10 +334,11 @@ def test_fast_matches_reference_on_generator_grams(kind):
 
 
 @pytest.mark.slow
-def test_fast_matches_reference_d512():
+@pytest.mark.parametrize("gamma", [1.0, "race"])
+def test_fast_matches_reference_d512(gamma):
     # The paper's setting (λ = 1/60, reference μ); both need ~260 / ~410 iterations here
     # (about 15 s each at 2 threads).
-    _parity(512, seeds=[0], lam=1 / 60, mu="reference", rank_tol=1e-3)
+    _parity(512, seeds=[0], lam=1 / 60, mu="reference", rank_tol=1e-3, gamma=gamma)
 
 
 # ----------------------------------------------------------------------------- batching, dtypes, edge cases
