@@ -523,7 +523,6 @@ class _PartialSVT:
     def __init__(self, over: int = 16) -> None:
         self.over = over
         self.Q: Tensor | None = None
-        self.full_calls = 0
 
     def keep(self, mask: Tensor) -> None:
         if self.Q is not None:
@@ -541,7 +540,6 @@ class _PartialSVT:
                 V = Q @ W
                 self.Q = V
                 return self._assemble(V, th, t, d)
-        self.full_calls += 1
         e, V = torch.linalg.eigh(X)
         p = min(d, int((e.abs() > t).sum(-1).max()) + self.over)
         order = e.abs().argsort(-1, descending=True)[:, :p]
@@ -765,8 +763,7 @@ class _Anderson:
             H = self.H * (vm[:, :, None] * vm[:, None, :])
             reg = 1e-10 * H.diagonal(dim1=-2, dim2=-1).sum(-1) + torch.finfo(H.dtype).tiny
             H = H + reg[:, None, None] * self.eye + torch.diag_embed(1.0 - vm)
-            gf = self.g_last.view(A, n) if all_ok else g.reshape(A, n)
-            rhs = (self.dG @ gf.to(self.dG.dtype)[:, :, None]).to(H.dtype) * vm[:, :, None]
+            rhs = (self.dG @ g.reshape(A, n).to(self.dG.dtype)[:, :, None]).to(H.dtype) * vm[:, :, None]
             theta, info = torch.linalg.solve_ex(H, rhs)
             ok = use & (info == 0) & torch.isfinite(theta).all((-2, -1))
             theta = torch.where(ok[:, None, None], theta, 0) * vm[:, :, None]  # [A, m, 1]
