@@ -39,11 +39,22 @@ Solvers
 ``solver="fast"`` (default) — two phases on the same convex problem, stopped by a
 certificate of optimality.
 
-*Phase 1, warm start* (``warm_start=True``): the inexact ALM below (ρ = ``warm_rho`` =
-1.1) until its primal residual is below ``tol`` (≈ 130–150 iterations whatever the Gram).
-It lands within ~1e-6 of the optimal objective but its dual has not converged (its
-certificate is only ~5e-3), and its L differs from the optimum in exactly the small
-singular values that decide ranks and null spaces.
+*Phase 1, warm start* (``warm_start=True``): the inexact ALM below until its primal
+residual is below ``tol``, with a *slow band*: μ grows by ρ = ``warm_rho`` = 1.1 per
+iteration, but by ``warm_slow_rho`` = 1.03 while μ lies in ``warm_band`` = [0.01, 1] × the
+μ rule's μ (the DR step of phase 2 is its inverse).  Along the fast schedule the rank and
+the sparse support of the iterates are settled while μ sweeps through the two decades
+below the DR step, and settled too early: the iterate lands within ~1e-6 of the optimal
+objective, yet its L is ~3e-4 (relative) away from the optimum (random StyleGAN2 rest
+Gram, d = 512), and correcting that is most of phase 2 — from the optimal L with phase
+1's multiplier the DR certifies in 70 steps, from phase 1's L with the optimal multiplier
+it needs 630, as many as from phase 1's pair.  Growing μ slowly through that band costs
+≈ 110 more (cheap) phase-1 iterations and cuts phase 2 from 640 to ≈ 50 steps there
+(measured on seven d = 512 pairs, docs/benchmarks.md: 24.0 s → 10.5 s in total, the four
+StyleGAN2 samples 2.7–3.9× faster, two structured pairs 0.74× and 2.3×, the synthetic
+generator's pair 1.04×; slowing the whole schedule instead, or growing faster outside the
+band, was worse).  Phase 1 takes ≈ 220–260 iterations; its certificate is still only
+~5e-3: its multiplier has not converged.
 
 *Phase 2, Douglas–Rachford* splitting on ``min ‖L‖_* + λ‖M − L‖₁`` with type-II Anderson
 acceleration (Walker & Ni 2011; the safeguarded scheme of Zhang, O'Donoghue & Boyd 2020, as
@@ -56,20 +67,12 @@ used in SCS), from ``z₀ = L₁ + γY₁`` (phase 1's primal-dual pair: the DR 
     z   ← Anderson(z⁺; last m = 5 pairs of Δz, Δg), safeguarded: a step that does not
           reduce ‖g‖ is replaced by the plain DR step and the memory is cleared.
 
-The DR fixed point is the PCP optimum for every γ > 0; γ only sets the speed, and no fixed
-multiple of 1/μ is best on every kind of Gram (measured at d = 512, λ = 1/60, DR iterations
-to the certificate over γ = 0.1 … 30 × 1/μ: 0.1–0.3× on the synthetic generator's
-degenerate Grams, 0.3× on structured ones, 1–3× on a random StyleGAN2 region Gram and
-10–30× on its rest Gram, where 1× needs 640 and 30× 110), so the default is γ = 1/μ
-(``gamma=1.0``; a number is a fixed multiple).  ``gamma="race"`` picks it per problem: each
-problem runs 20 DR steps at 0.3×, 3× and 30× in one batch; the residual and the exact
-certificate are measured after 10 and 20 steps, the iterations each candidate still needs
-are extrapolated from their geometric rate, and the one that needs the fewest continues.
-Measured: on random-StyleGAN2 d = 512 Grams 2.0× faster than γ = 1/μ (252 instead of 782
-iterations on the rest Gram); on the structured and the synthetic generator's d = 512
-Grams 1.4× and 1.9× slower, and on the synthetic generator's d = 64 eye-box Grams 5× slower
-(its best step, ≈ 0.03×, is outside the candidates) — hence opt-in (docs/benchmarks.md).
-The warm start is what pays: on the synthetic generator's eye-box Grams (λ = 0.25) the
+The DR fixed point is the PCP optimum for every γ > 0; γ only sets the speed.  The default
+is γ = 1/μ (``gamma=1.0``; a number is a fixed multiple): after the slow-band warm start it
+was the best of the multiples 0.3, 1 and 3 on the seven d = 512 pairs above (10.5 s against
+12.3 s and 13.3 s in total), and a per-problem race of 0.3×, 3× and 30× (an earlier
+option) was slower than it on every pair (16.4 s in total).  The warm start is what pays
+(measured before the slow band): on the synthetic generator's eye-box Grams (λ = 0.25) the
 cold DR ran into the 10 000-iteration cap uncertified (20 s for 6 problems), the warm one
 certifies in 340–480 iterations in total (0.75 s); on the structured d = 512 pair,
 18.1 s → 1.85 s (docs/benchmarks.md).
@@ -122,11 +125,12 @@ Cost model (d×d symmetric, per problem, float64):
   whose residual is below tol, every 5th step while the gap is within 2× of gap_tol, backing
   off to every 40th while it is 8× above; the reference costs one SVD per iteration in
   numpy (≈ 3× an eigh at d = 512);
-* iterations: phase 1 ≈ 130–150; phase 2 40–600 (d = 512) and 200–5 000 at d = 64 on the
-  structured test Grams; the reference: 300–10 000, often hitting the cap; all problems
+* iterations: phase 1 ≈ 130–150 without the slow band, ≈ 220–260 with it (d = 512);
+  phase 2 15–90 (d = 512, with the band) and 200–5 000 at d = 64 on the structured test
+  Grams; the reference: 300–10 000, often hitting the cap; all problems
   of a batch iterate together and leave the batch as soon as they converge;
 * memory: ≈ 14·d² float64 + 2m·d² float32 numbers per problem still iterating (≈ 40 MB at
-  d = 512, m = 5; three times that per problem during a γ race).
+  d = 512, m = 5).
 
 The iteration runs in ``float64`` by default (``dtype`` in :class:`RPCAConfig`); a float32
 run cannot resolve a 1e-7 residual, so its ``tol`` is floored at ``10·eps(float32)``.
@@ -171,9 +175,6 @@ _EXACT_EVERY = 5
 # eig="auto": partial eigendecompositions from this latent size on (below, a full eigh is
 # as cheap as the block steps)
 _PARTIAL_MIN_D = 128
-# gamma="race": candidate DR steps (multiples of 1/μ) and the race length in iterations
-_RACE_MULTIPLES = (0.3, 3.0, 30.0)
-_RACE_ITERS = 20
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,10 @@ class RPCAConfig:
                the reference solver always uses full eigendecompositions.
     warm_start: fast solver only: start the DR phase from an inexact-ALM solution (True).
     warm_rho:  fast solver only: ρ of that inexact-ALM phase (1.1).
-    gamma:     fast solver only: the DR step as a multiple of 1/μ (1.0), or ``"race"``: pick
-               it per problem by a 20-step race of 0.3×, 3× and 30× (module doc; faster on
-               StyleGAN2-like Grams, slower on others).
+    warm_slow_rho: fast solver only: the slower growth of μ in the warm start's band (1.03).
+    warm_band: fast solver only: that band, as multiples (lo, hi) of the μ rule's μ
+               ((0.01, 1.0); module doc).
+    gamma:     fast solver only: the DR step as a multiple of 1/μ (1.0).
     """
 
     lam: float | None = None
@@ -221,19 +223,29 @@ class RPCAConfig:
     eig: Literal["auto", "full", "partial"] = "auto"
     warm_start: bool = True
     warm_rho: float = 1.1
-    gamma: float | Literal["race"] = 1.0
+    warm_slow_rho: float = 1.03
+    warm_band: tuple[float, float] = (0.01, 1.0)
+    gamma: float = 1.0
 
     def __post_init__(self) -> None:
         g = self.gamma
-        if not (g == "race" or (isinstance(g, (int, float)) and not isinstance(g, bool)
-                                and g > 0 and math.isfinite(g))):
-            raise ValueError(f"RPCAConfig.gamma: expected 'race' or a positive number, received {g!r}")
+        if not (isinstance(g, (int, float)) and not isinstance(g, bool) and g > 0 and math.isfinite(g)):
+            raise ValueError(f"RPCAConfig.gamma: expected a positive number, received {g!r}")
         if self.eig not in ("auto", "full", "partial"):
             raise ValueError(f"RPCAConfig.eig: expected 'auto', 'full' or 'partial', received {self.eig!r}")
         if not isinstance(self.warm_start, bool):
             raise ValueError(f"RPCAConfig.warm_start: expected a bool, received {self.warm_start!r}")
         if not (isinstance(self.warm_rho, (int, float)) and self.warm_rho > 1):
             raise ValueError(f"RPCAConfig.warm_rho: expected a number > 1, received {self.warm_rho!r}")
+        if not (isinstance(self.warm_slow_rho, (int, float)) and self.warm_slow_rho > 1):
+            raise ValueError(
+                f"RPCAConfig.warm_slow_rho: expected a number > 1, received {self.warm_slow_rho!r}")
+        wb = self.warm_band
+        if not (isinstance(wb, tuple) and len(wb) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in wb)
+                and 0 < wb[0] <= wb[1]):
+            raise ValueError("RPCAConfig.warm_band: expected a pair (lo, hi) of finite numbers with "
+                             f"0 < lo ≤ hi, received {wb!r}")
         if self.lam is not None and not (isinstance(self.lam, (int, float)) and self.lam > 0
                                          and math.isfinite(self.lam)):
             raise ValueError(f"RPCAConfig.lam: expected a positive number or None, received {self.lam!r}")
@@ -595,11 +607,14 @@ class _IALMState:
 
 
 def _ialm_core(M: Tensor, fro: Tensor, lam_t: Tensor, tol: float, max_iter: int, rho: float,
-               partial: bool, symmetric: bool) -> tuple[_IALMState, Tensor]:
+               partial: bool, symmetric: bool,
+               slow: tuple[float, Tensor, Tensor] | None = None) -> tuple[_IALMState, Tensor]:
     """Inexact ALM (Lin, Chen & Ma 2010, Alg. 5) on a batch; problems leave when converged.
 
     ``μ₀ = 1.25/‖M‖₂``, ``μ ← ρμ`` (capped at 1e7·μ₀), ``Y₀ = M / max(‖M‖₂, ‖M‖_∞/λ)``, the
-    reference's updates (L, then S, then Y) and stopping rule.  Returns the end state and μ₀.
+    reference's updates (L, then S, then Y) and stopping rule.  ``slow = (ρ_s, lo, hi)``
+    (per-problem μ bounds [A]): μ grows by ρ_s instead while ``lo ≤ μ < hi`` (the fast
+    solver's slow band, module doc).  Returns the end state and μ₀.
     """
     A = M.shape[0]
     svt = _PartialSVT() if partial else None
@@ -608,6 +623,10 @@ def _ialm_core(M: Tensor, fro: Tensor, lam_t: Tensor, tol: float, max_iter: int,
     mu = 1.25 / n2
     mu0 = mu.clone()
     mu_max = mu * 1e7
+    if slow is None:
+        slow_rho, lo, hi = rho, mu_max, mu_max     # an empty band
+    else:
+        slow_rho, lo, hi = slow
     S = torch.zeros_like(M)
     st = _IALMState(L=torch.zeros_like(M), S=torch.zeros_like(M), Y=torch.zeros_like(M),
                     Yl=torch.zeros_like(M), iterations=torch.zeros(A, dtype=torch.int64, device=M.device),
@@ -643,9 +662,10 @@ def _ialm_core(M: Tensor, fro: Tensor, lam_t: Tensor, tol: float, max_iter: int,
                 break
             if svt is not None:
                 svt.keep(keep)
-            pos, M, fro, mu, mu_max, lam_t, S, Y, Ab, X, Wb, C = (
-                t[keep] for t in (pos, M, fro, mu, mu_max, lam_t, S, Y, Ab, X, Wb, C))
-        mu = torch.minimum(mu * rho, mu_max)
+            pos, M, fro, mu, mu_max, lo, hi, lam_t, S, Y, Ab, X, Wb, C = (
+                t[keep] for t in (pos, M, fro, mu, mu_max, lo, hi, lam_t, S, Y, Ab, X, Wb, C))
+        in_band = (mu >= lo) & (mu < hi)
+        mu = torch.minimum(mu * torch.where(in_band, slow_rho, rho), mu_max)
     return st, mu0
 
 
@@ -677,17 +697,16 @@ def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, la
     # fixed point is z* = L* + γY*).  Without it, z₀ = M.
     its0 = torch.zeros(A, dtype=torch.int64, device=M.device)
     if cfg.warm_start:
-        st, _ = _ialm_core(M, fro, lam_t, tol, cfg.max_iter, cfg.warm_rho, partial, symmetric)
+        mu_rule = 1.0 / gam
+        lo_m, hi_m = cfg.warm_band
+        slow = (cfg.warm_slow_rho, lo_m * mu_rule, hi_m * mu_rule)
+        st, _ = _ialm_core(M, fro, lam_t, tol, cfg.max_iter, cfg.warm_rho, partial, symmetric, slow)
         L0, Y0 = st.L, st.Y
         its0 = st.iterations
     else:
         L0, Y0 = torch.zeros_like(M), M / gam[:, None, None]   # z₀ = M
-    if cfg.gamma == "race":
-        gam, z = _race_gamma(M, fro, lam_t, L0, Y0, gam, tol, cfg, symmetric, partial)
-        its0 = its0 + _RACE_ITERS
-    else:
-        gam = gam * (1.0 if isinstance(cfg.gamma, str) else float(cfg.gamma))
-        z = L0 + gam[:, None, None] * Y0
+    gam = gam * float(cfg.gamma)
+    z = L0 + gam[:, None, None] * Y0
     _dr_phase(M, fro, lam_t, gam, z, its0, idx, out, lam, tol, cfg, symmetric, partial)
 
 
@@ -786,55 +805,6 @@ def _dr_step(M: Tensor, z: Tensor, gam: Tensor, lam_t: Tensor, svt: _PartialSVT 
     return L, sv, torch.linalg.vector_norm(g, dim=(-2, -1))
 
 
-def _race_gamma(M: Tensor, fro: Tensor, lam_t: Tensor, L0: Tensor, Y0: Tensor, gam: Tensor,
-                tol: float, cfg: RPCAConfig, symmetric: bool, partial: bool) -> tuple[Tensor, Tensor]:
-    """Pick the DR step γ per problem by a short race (``gamma="race"``, module doc).
-
-    Every problem runs ``_RACE_ITERS`` DR steps from its warm start (L0, Y0) at each step
-    γ·c, c ∈ ``_RACE_MULTIPLES``, all in one batch.  At the middle and at the end of the
-    race the primal residual and the exact certificate of each candidate are measured; the
-    remaining iterations each needs are extrapolated from their geometric rate over the
-    second half (``max`` over the two criteria, infinite when one does not decrease), and
-    the candidate that needs the fewest wins.  Returns (γ [A], its iterate z [A, n₁, n₂]).
-    """
-    A = M.shape[0]
-    mult = torch.tensor(_RACE_MULTIPLES, dtype=M.dtype, device=M.device)
-    K = mult.numel()
-    rep = lambda t: t.repeat_interleave(K, 0)  # noqa: E731
-    Mr, fro_r, lam_r = rep(M), rep(fro), rep(lam_t)
-    gam_r = (gam[:, None] * mult[None, :]).reshape(-1)
-    z = rep(L0) + gam_r[:, None, None] * rep(Y0)
-    svt = _PartialSVT() if partial else None
-    acc = _Anderson(z, cfg.anderson) if cfg.anderson else None
-    V, C, g = (torch.empty_like(Mr) for _ in range(3))
-    half = _RACE_ITERS // 2
-    marks = []
-    for it in range(1, _RACE_ITERS + 1):
-        L, sv, gn = _dr_step(Mr, z, gam_r, lam_r, svt, symmetric, V, C, g)
-        if it in (half, _RACE_ITERS):
-            Y = (z - L) / gam_r[:, None, None]
-            gap = _gap(Mr, L, sv, Y, lam_r, exact=True, strict=partial, symmetric=symmetric)
-            marks.append(torch.stack([gn / fro_r / tol, gap / cfg.gap_tol]))  # [2, A·K]
-        if it == _RACE_ITERS:
-            break
-        if acc is None:
-            z.add_(g)
-        else:
-            z = acc.step(z, g, gn)
-    a, b = marks
-    a, b = torch.nan_to_num(a, nan=math.inf), torch.nan_to_num(b, nan=math.inf)
-    rate = b / a
-    need = torch.where(b <= 1, torch.zeros_like(b),
-                       torch.where(rate < 1, torch.log(b) / -torch.log(rate) * half,
-                                   torch.full_like(b, math.inf)))
-    need = need.amax(0).reshape(A, K)
-    # ties (e.g. every candidate stalled): the candidate closest to the reference step
-    prior = (mult.log().abs() * 1e-9)[None, :]
-    best = torch.argmin(need + prior, dim=1)
-    pick = torch.arange(A, device=M.device) * K + best
-    return gam_r[pick], z[pick].clone()
-
-
 def _dr_phase(M: Tensor, fro: Tensor, lam_t: Tensor, gam: Tensor, z: Tensor, its0: Tensor,
               idx: Tensor, out: RPCAResult, lam: float, tol: float, cfg: RPCAConfig,
               symmetric: bool, partial: bool) -> None:
@@ -844,7 +814,7 @@ def _dr_phase(M: Tensor, fro: Tensor, lam_t: Tensor, gam: Tensor, z: Tensor, its
     A = M.shape[0]
     m = cfg.anderson
     dt, dev = M.dtype, M.device
-    out.mu[idx] = 1.0 / gam  # the DR step in use (after the race, if any)
+    out.mu[idx] = 1.0 / gam  # the DR step in use
     svt = _PartialSVT() if partial else None
     acc = _Anderson(z, m) if m else None
     pos = torch.arange(A, device=dev)

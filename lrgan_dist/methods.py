@@ -209,7 +209,7 @@ class LowRankGAN(Method):
         solver: Literal["fast", "reference", "ialm"] = "fast"
         gap_tol: float = 1e-4
         eig: Literal["auto", "full", "partial"] = "auto"
-        gamma: float | Literal["race"] = 1.0
+        gamma: float = 1.0
         relax: int = 0
         rank_tol: str | float = "numpy"
         null_clamp: Literal["zero", "reference"] = "zero"
