@@ -42,7 +42,7 @@ certificate of optimality.
 *Phase 1, warm start* (``warm_start=True``): the inexact ALM below until its primal
 residual is below ``tol``, with a *slow band*: μ grows by ρ = ``warm_rho`` = 1.1 per
 iteration, but by ``warm_slow_rho`` = 1.03 while μ lies in ``warm_band`` = [0.01, 1] × the
-μ rule's μ (the DR step of phase 2 is its inverse).  Along the fast schedule the rank and
+μ rule's μ (at the default ``gamma`` the DR step of phase 2 is its inverse).  Along the fast schedule the rank and
 the sparse support of the iterates are settled while μ sweeps through the two decades
 below the DR step, and settled too early: the iterate lands within ~1e-6 of the optimal
 objective, yet its L is ~3e-4 (relative) away from the optimum (random StyleGAN2 rest
