@@ -50,9 +50,9 @@ Gram, d = 512), and correcting that is most of phase 2 — from the optimal L wi
 1's multiplier the DR certifies in 70 steps, from phase 1's L with the optimal multiplier
 it needs 630, as many as from phase 1's pair.  Growing μ slowly through that band costs
 ≈ 110 more (cheap) phase-1 iterations and cuts phase 2 from 640 to ≈ 50 steps there
-(measured on seven d = 512 pairs, docs/benchmarks.md: 24.0 s → 10.5 s in total, the four
-StyleGAN2 samples 2.7–3.9× faster, two structured pairs 0.74× and 2.3×, the synthetic
-generator's pair 1.04×; slowing the whole schedule instead, or growing faster outside the
+(measured on seven d = 512 pairs, docs/benchmarks.md: 24.5 s → 10.5 s in total, the four
+StyleGAN2 samples 2.7–3.8× faster, two structured pairs 0.78× and 2.3×, the synthetic
+generator's pair 1.06×; slowing the whole schedule instead, or growing faster outside the
 band, was worse).  Phase 1 takes ≈ 220–260 iterations; its certificate is still only
 ~5e-3: its multiplier has not converged.
 
