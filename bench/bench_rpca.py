@@ -141,7 +141,8 @@ def part1(M_R: np.ndarray, M_B: np.ndarray, lam: float, ref_max_iter: int, solve
         name, _, variant = solver.partition("-")
         cfg = RPCAConfig(lam=lam, solver=name, max_iter=ref_max_iter if name == "reference" else 10_000,
                          eig="full" if variant == "full" else "auto",
-                         warm_slow_rho=1.1 if variant == "plain" else RPCAConfig().warm_slow_rho)
+                         warm_slow_rho=(RPCAConfig().warm_rho if variant == "plain"
+                                        else RPCAConfig().warm_slow_rho))
         t0 = time.perf_counter()
         res = rpca(M, cfg)
         times[solver] = time.perf_counter() - t0

@@ -36,7 +36,7 @@ from bench_rpca import realistic_grams, stylegan2_grams, synthetic_grams  # noqa
 
 VARIANTS = {
     "fast": {},
-    "plain": {"warm_slow_rho": 1.1},
+    "plain": {"warm_slow_rho": RPCAConfig().warm_rho},   # the band's ρ = the ρ outside it
     "gamma0.3": {"gamma": 0.3},
     "gamma3": {"gamma": 3.0},
 }

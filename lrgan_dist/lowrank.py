@@ -354,7 +354,7 @@ def pcp_objective(L: Tensor, S: Tensor, lam: float | Tensor) -> Tensor:
 
 
 def _gap(M: Tensor, L: Tensor, sv: Tensor, Y: Tensor, lam: Tensor, exact: bool = False,
-         strict: bool = False, symmetric: bool = False) -> Tensor:
+         strict: bool = False, symmetric: bool = False, upper: Tensor | None = None) -> Tensor:
     """Relative duality gap of the feasible pair (L, M − L), from a dual candidate Y with
     ‖Y‖₂ ≤ 1 (see module doc).  Y is made dual-feasible two ways and the better lower
     bound is kept: ``Y / max(1, ‖Y‖_∞/λ)``, and ``Y_c = clip(Y, ±λ)`` scaled by
@@ -364,8 +364,10 @@ def _gap(M: Tensor, L: Tensor, sv: Tensor, Y: Tensor, lam: Tensor, exact: bool =
     ``symmetric=True`` (symmetric M): the exact bound uses the symmetric part of Y_c, which
     is as dual-feasible (its entries are averages of entries within ±λ), has the same inner
     product with a symmetric M, and whose spectral norm is one ``eigvalsh``; the iterates
-    are symmetric only up to rounding."""
-    upper = sv.sum(-1) + lam * (M - L).abs().sum((-2, -1))
+    are symmetric only up to rounding.  ``upper``: the objective of (L, M − L) when the
+    caller has it already."""
+    if upper is None:
+        upper = sv.sum(-1) + lam * (M - L).abs().sum((-2, -1))
     l1 = lam[:, None, None]
     Yc = torch.maximum(torch.minimum(Y, l1), -l1)
     inner = (Yc * M).sum((-2, -1))
@@ -688,25 +690,22 @@ def _solve_fast(M_all: Tensor, fro_all: Tensor, out: RPCAResult, idx: Tensor, la
                 tol: float, cfg: RPCAConfig, symmetric: bool) -> None:
     M = M_all[idx]
     fro = fro_all[idx]
-    gam = 1.0 / out.mu[idx]
+    mu_rule = out.mu[idx]
+    gam = float(cfg.gamma) / mu_rule
     lam_t = out.lam[idx]
-    A = M.shape[0]
     partial = _use_partial(cfg, symmetric, M.shape[-1])
     # Phase 1 (warm start): inexact ALM gets near the optimum in a nearly fixed number of
     # cheap iterations; the DR phase starts from its primal-dual pair, z₀ = L + γY (the DR
     # fixed point is z* = L* + γY*).  Without it, z₀ = M.
-    its0 = torch.zeros(A, dtype=torch.int64, device=M.device)
     if cfg.warm_start:
-        mu_rule = 1.0 / gam
         lo_m, hi_m = cfg.warm_band
         slow = (cfg.warm_slow_rho, lo_m * mu_rule, hi_m * mu_rule)
         st, _ = _ialm_core(M, fro, lam_t, tol, cfg.max_iter, cfg.warm_rho, partial, symmetric, slow)
-        L0, Y0 = st.L, st.Y
+        z = st.L + gam[:, None, None] * st.Y
         its0 = st.iterations
     else:
-        L0, Y0 = torch.zeros_like(M), M / gam[:, None, None]   # z₀ = M
-    gam = gam * float(cfg.gamma)
-    z = L0 + gam[:, None, None] * Y0
+        z = M.clone()
+        its0 = torch.zeros(M.shape[0], dtype=torch.int64, device=M.device)
     _dr_phase(M, fro, lam_t, gam, z, its0, idx, out, lam, tol, cfg, symmetric, partial)
 
 
@@ -838,8 +837,8 @@ def _dr_phase(M: Tensor, fro: Tensor, lam_t: Tensor, gam: Tensor, z: Tensor, its
         if it % _EXACT_EVERY == 0 or last:
             Y = (z - L) / g3
             # cheap bounds assume ‖Y‖₂ ≤ 1, true for a full SVT; a partial one needs strict
-            gap = _gap(M, L, sv, Y, lam_t)
             obj = sv.sum(-1) + lam_t * (M - L).abs().sum((-2, -1))
+            gap = _gap(M, L, sv, Y, lam_t, upper=obj)
             better = obj < best_obj
             if bool(better.any()):
                 b3 = better[:, None, None]
