@@ -30,9 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import write_spec  # noqa: E402
 
-from lrgan_dist.pipeline import prepare_store, submit  # noqa: E402
+from lrgan_dist.pipeline.scheduler import prepare_store, submit  # noqa: E402
 from lrgan_dist.spec import load_spec  # noqa: E402
-from lrgan_dist.store import DONE, Store  # noqa: E402
+from lrgan_dist.store.zarrstore import DONE, Store  # noqa: E402
 
 CHUNK = 16
 

@@ -1,4 +1,4 @@
-"""Forward-mode Jacobian (lrgan_dist.jacobian) vs reverse mode (torch.autograd).
+"""Forward-mode Jacobian (lrgan_dist.core.jacobian) vs reverse mode (torch.autograd).
 
 Run:  python bench/bench_jacobian.py [--generator synthetic|standin] [--threads 1]
 
@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from lrgan_dist.jacobian import JacobianConfig, JacobianEngine, jacobian, pool_image
+from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, jacobian, pool_image
 
 
 class StandIn(torch.nn.Module):

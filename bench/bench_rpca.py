@@ -1,4 +1,4 @@
-"""Benchmark: batched torch RPCA (lrgan_dist.lowrank) vs the paper's numpy loop, side by side.
+"""Benchmark: batched torch RPCA (lrgan_dist.core.rpca) vs the paper's numpy loop, side by side.
 
     python bench/bench_rpca.py                         # StyleGAN2 Grams, d = 512 (~3 min)
     python bench/bench_rpca.py --grams structured      # the test suite's structured Grams
@@ -27,7 +27,7 @@ Gram sources (``--grams``):
   channel-mean image on the 64² grid, region = a box across the upper middle
   (rows 0.40–0.55, cols 0.25–0.75): the kind of Gram the issue's 140 s figure was
   measured on (the paper's code on a 64² StyleGAN2).
-* ``structured`` — Grams built like a generator's (tests/test_lowrank.py
+* ``structured`` — Grams built like a generator's (tests/core/test_rpca_lowrankgan.py
   ``structured_grams``): 5 localised parts on random latent blocks plus a decaying diffuse
   term; R = the upper-left quadrant.
 * ``synthetic`` — the built-in synthetic generator with ``latent_dim = 512`` (24 used
@@ -49,20 +49,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrgan_dist.lowrank import RPCAConfig, lowrankgan_directions, numerical_rank, rpca
+from lrgan_dist.core.rpca import RPCAConfig, rpca
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_lowrank import energetic, min_principal_cos, structured_grams  # noqa: E402
+from lrgan_dist.core.lowrankgan import lowrankgan_directions, numerical_rank
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
+from test_rpca_lowrankgan import energetic, min_principal_cos, structured_grams  # noqa: E402
 
 
 def realistic_grams(d: int, seed: int):
-    """(M_R, M_B) of a structured Jacobian (tests/test_lowrank.py ``structured_grams``)."""
+    """(M_R, M_B) of a structured Jacobian (tests/core/test_rpca_lowrankgan.py ``structured_grams``)."""
     return structured_grams(d, seed=seed)
 
 
 def stylegan2_grams(d: int = 512, seed: int = 0):
     from lrgan_dist.generators import build_generator
-    from lrgan_dist.jacobian import JacobianConfig, JacobianEngine
+    from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine
     from lrgan_dist.regions import box_mask
 
     G = build_generator("stylegan2", {"random_init": {
@@ -76,7 +78,7 @@ def stylegan2_grams(d: int = 512, seed: int = 0):
 
 def synthetic_grams(d: int = 512, seed: int = 0):
     from lrgan_dist.generators import build_generator
-    from lrgan_dist.jacobian import JacobianConfig, JacobianEngine
+    from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine
     from lrgan_dist.regions import box_mask
 
     G = build_generator("synthetic", {"latent_dim": d, "resolution": 64, "seed": 0})

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import jvp, vmap
 
-from lrgan_dist.generators.stylegan2 import random_network
+from lrgan_dist.generators.stylegan2.adapter import random_network
 
 
 def pool(img: torch.Tensor, grid: int) -> torch.Tensor:

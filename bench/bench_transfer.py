@@ -1,4 +1,4 @@
-"""Linearized transfer scores: batched GEMM (lrgan_dist.transfer) vs a per-pair Python loop.
+"""Linearized transfer scores: batched GEMM (lrgan_dist.core.scores) vs a per-pair Python loop.
 
 Run:  python bench/bench_transfer.py [--sources 256] [--targets 2000] [--directions 8] [--dim 64]
                                      [--loop-targets 100] [--threads N] [--repeats 3]
@@ -7,7 +7,7 @@ Workload (the transfer stage's linearized part, DESIGN.md §2): S sources × k u
 directions, T targets with random PSD Grams M_R, M_B (d×d). For every (source,
 direction, target): vᵀM_R v and vᵀM_B v and the locality — 2·S·k·T quadratic forms.
 
-* ours: :func:`lrgan_dist.transfer.linearized_transfer` — each Gram kind is ONE blocked
+* ours: :func:`lrgan_dist.core.scores.linearized_transfer` — each Gram kind is ONE blocked
   GEMM ``[S·k, d(d+1)/2] × [d(d+1)/2, T]`` over the symmetric triangles (float64);
   also in float32, and a batched full-matrix variant (``(M_t Vᵀ) · Vᵀ`` summed over d,
   one ``[tb·d, d] × [d, S·k]`` product per target block — the einsum/bmm formulation,
@@ -30,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from lrgan_dist.transfer import linearized_transfer
+from lrgan_dist.core.scores import linearized_transfer
 
 
 def random_grams(rng: np.random.Generator, T: int, d: int, rank: int) -> np.ndarray:

@@ -3,7 +3,7 @@
     python bench/bench_warmstart.py                 # seven d = 512 pairs (~2 min on 2 cores)
     python bench/bench_warmstart.py --variants fast,plain,gamma0.3,gamma3
 
-The fast solver (lrgan_dist.lowrank, ``solver="fast"``) warm-starts its Douglas–Rachford
+The fast solver (lrgan_dist.core.rpca, ``solver="fast"``) warm-starts its Douglas–Rachford
 phase with an inexact ALM whose μ grows by 1.1 per iteration except in a *slow band*
 (1.03 while μ ∈ [0.01, 1] × the μ rule's μ).  This benchmark solves both Grams of seven
 d = 512 samples (λ = 1/60, the paper's setting) with each variant:
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrgan_dist.lowrank import RPCAConfig, rpca
+from lrgan_dist.core.rpca import RPCAConfig, rpca
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_rpca import realistic_grams, stylegan2_grams, synthetic_grams  # noqa: E402

@@ -1,3 +1,3 @@
-from .cli import main
+from lrgan_dist.cli import main
 
 main()

@@ -21,13 +21,13 @@ _STATE = {"debug": False}
 
 
 def _bad_input_types() -> tuple[type, ...]:
-    from .generators.base import GeneratorError
-    from .spec import SpecError
-    from .store import StoreError
+    from lrgan_dist.generators.base import GeneratorError
+    from lrgan_dist.spec import SpecError
+    from lrgan_dist.store.zarrstore import StoreError
 
     types: list[type] = [SpecError, StoreError, GeneratorError]
     try:
-        from .regions import RegionError
+        from lrgan_dist.regions import RegionError
 
         types.append(RegionError)
     except ImportError:  # pragma: no cover
@@ -64,7 +64,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 @app.command()
 def validate(job: Path = typer.Argument(..., help="Job spec YAML.")) -> None:
     """Validate a job spec and print the resolved spec and its fingerprint."""
-    from .spec import load_spec
+    from lrgan_dist.spec import load_spec
 
     spec = _run(lambda: load_spec(job))
     typer.echo(json.dumps({"valid": True, "fingerprint": spec.data_fingerprint(), "spec": spec.to_dict()}, indent=2))
@@ -87,9 +87,9 @@ def submit(
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the report after the transfer stage."),
 ) -> None:
     """Run a job: jacobians → factorize → transfer, write the report, print a summary."""
-    from .pipeline import parse_stages, submit as run_submit
-    from .spec import SpecError, load_spec
-    from .summary import format_summary
+    from lrgan_dist.pipeline.scheduler import parse_stages, submit as run_submit
+    from lrgan_dist.spec import SpecError, load_spec
+    from lrgan_dist.analysis.summary import format_summary
 
     def go() -> dict[str, Any]:
         spec = load_spec(job).with_overrides(store=store, samples=samples, actors=actors)
@@ -105,7 +105,7 @@ def submit(
                               retry_failed=retry_failed, report_dir=False if no_report else report_dir)
 
     def _submit_remote(job: Path, address: str) -> dict[str, Any]:
-        from .remote import follow_logs, submit_job
+        from lrgan_dist.pipeline.remote import follow_logs, submit_job
 
         extra: list[str] = []
         for flag, val in (("--store", store), ("--samples", samples), ("--actors", actors), ("--stages", stages)):
@@ -138,7 +138,7 @@ def inspect(
     verify: bool = typer.Option(False, "--verify", help="Check shapes, status against data, NaNs, fingerprint."),
 ) -> None:
     """Describe a store: arrays, sample status, regions, methods, resolved spec."""
-    from .store import Store
+    from lrgan_dist.store.zarrstore import Store
 
     def go() -> dict[str, Any]:
         st = Store.open(store)
@@ -150,7 +150,7 @@ def inspect(
                                    "'lrgan-dist inspect --verify' to list damaged arrays") from exc
             info = {"uri": store, "describe_error": f"{type(exc).__name__}: {exc}"}
         if verify:
-            from .verify import verify_store
+            from lrgan_dist.store.verify import verify_store
 
             info["problems"] = verify_store(st)
         return info
@@ -171,8 +171,8 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Print paths and headline numbers as JSON."),
 ) -> None:
     """Write the cross-image transfer report of a store."""
-    from analysis.report import write_report
-    from .store import Store
+    from lrgan_dist.analysis.report import write_report
+    from lrgan_dist.store.zarrstore import Store
 
     def go() -> dict[str, Any]:
         Store.open(store)  # clear error for a missing or foreign store
@@ -188,7 +188,7 @@ def report(
 
 
 def _floats(text: str, flag: str) -> list[float]:
-    from .spec import SpecError
+    from lrgan_dist.spec import SpecError
 
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
@@ -213,9 +213,9 @@ def edit(
     """Render an edit grid: rows = samples, columns = strengths, region outlined."""
     import numpy as np
 
-    from .edit import edit_grid
-    from .render import parse_seeds
-    from .spec import SpecError
+    from lrgan_dist.apply.edit import edit_grid
+    from lrgan_dist.apply.render import parse_seeds
+    from lrgan_dist.spec import SpecError
 
     def go() -> Path:
         vals = _floats(strengths, "--strengths")
@@ -239,8 +239,8 @@ def render(
     """Render images of a job's generator to an .npz file."""
     import numpy as np
 
-    from .render import parse_seeds, render as do_render
-    from .spec import SpecError, load_spec
+    from lrgan_dist.apply.render import parse_seeds, render as do_render
+    from lrgan_dist.spec import SpecError, load_spec
 
     def go() -> dict[str, Any]:
         spec = load_spec(job)
@@ -266,7 +266,7 @@ def status(
     address: Optional[str] = typer.Option(None, "--address", help="Ray dashboard address (default $RAY_API_SERVER_ADDRESS or http://127.0.0.1:8265)."),
 ) -> None:
     """Status of a job submitted with --address http://…."""
-    from .remote import default_address, job_status
+    from lrgan_dist.pipeline.remote import default_address, job_status
 
     info = _run(lambda: job_status(job_id, default_address(address)))
     typer.echo(json.dumps(info))
@@ -279,7 +279,7 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
 ) -> None:
     """Logs of a job submitted with --address http://…."""
-    from .remote import default_address, follow_logs, job_logs
+    from lrgan_dist.pipeline.remote import default_address, follow_logs, job_logs
 
     addr = default_address(address)
     if follow:

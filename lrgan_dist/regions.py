@@ -19,7 +19,7 @@ drive the direction search.  A region is given as
 
 Masks are float32 in [0, 1]: shared ``[h, w]`` or per-sample ``[N, h, w]``.  Values
 strictly between 0 and 1 are allowed: a *soft* mask weighs cell p by R_p in M_R and by
-1 - R_p in M_B (:mod:`lrgan_dist.jacobian`), e.g. a feathered edge or a grey-level PNG.
+1 - R_p in M_B (:mod:`lrgan_dist.core.jacobian`), e.g. a feathered edge or a grey-level PNG.
 Refused (:class:`RegionError`, exit code 2): a shape other than grid / image size (or
 per-sample of those), values outside [0, 1] or NaN/Inf, an empty mask and one that
 covers the whole image (the rest B = 1 - R needs area).

@@ -269,7 +269,7 @@ def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:
     kind = gen_raw.get("kind", "synthetic")
     if not isinstance(kind, str):
         raise SpecError("generator.kind", f"received {kind!r}; expected a generator name")
-    from .generators.base import available
+    from lrgan_dist.generators.base import available
 
     kinds = available()
     if kind not in kinds:
@@ -411,7 +411,7 @@ def _parse_region(name: str, raw: Any) -> RegionSpec:
         if r.units == "normalized" and not all(-1e-9 <= v <= 1 + 1e-9 for v in r.box):
             raise SpecError(f"{where}.box", f"received {list(r.box)}; expected normalized coordinates in [0, 1] (or units: pixels)")
     if r.preset is not None:
-        from .regions import FFHQ_PRESETS
+        from lrgan_dist.regions import FFHQ_PRESETS
 
         names = [f"ffhq:{k}" for k in FFHQ_PRESETS]
         if r.preset not in names:
@@ -425,7 +425,7 @@ def _parse_method(label: str, raw: Any) -> MethodSpec:
         raise SpecError(where, f"received {raw!r}; expected a mapping of parameters")
     raw = dict(raw or {})
     name = raw.pop("method", label)
-    from .methods import available_methods, get_method
+    from lrgan_dist.core.methods import available_methods, get_method
 
     names = available_methods()
     if name not in names:

@@ -2,7 +2,7 @@
 
 Network isolation.  Ray 2.60's core services (GCS, raylet, agents) bind to every interface
 of a machine that has a routable address, whatever ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``
-says (that variable only makes Ray *advertise* 127.0.0.1; tests/test_loopback.py shows the
+says (that variable only makes Ray *advertise* 127.0.0.1; tests/pipeline/test_loopback.py shows the
 difference).  So before anything starts a thread or a server, the test session moves
 itself into a private network namespace whose only interface is loopback (Linux,
 ``unshare(CLONE_NEWNET)``, root or user namespaces), and every Ray, S3 and CLI process the

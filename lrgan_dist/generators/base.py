@@ -28,6 +28,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 import torch
 
+from lrgan_dist.core.shapes import assert_shape
+
 __all__ = [
     "Generator",
     "GeneratorError",
@@ -76,7 +78,7 @@ def _load_builtin() -> None:
     # protocol does not pull in every adapter.
     import importlib
 
-    for mod in ("synthetic", "stylegan2", "biggan", "module"):
+    for mod in ("synthetic", "stylegan2.adapter", "biggan", "module"):
         try:
             importlib.import_module(f"lrgan_dist.generators.{mod}")
         except ModuleNotFoundError as exc:  # adapter not present in this build
@@ -106,11 +108,3 @@ def latent_rng(seed: int, index: int) -> np.random.Generator:
     not depend on batching, actor placement or the order in which work units run.
     """
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
-
-
-def assert_shape(t: Any, shape: Sequence[int | None], name: str = "tensor") -> None:
-    """Raise with received vs expected shape; ``None`` entries match any size."""
-    got = tuple(t.shape)
-    if len(got) != len(shape) or any(s is not None and g != s for g, s in zip(got, shape)):
-        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
-        raise ValueError(f"{name}: expected shape {want}, received {list(got)}")

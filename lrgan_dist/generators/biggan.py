@@ -66,7 +66,7 @@ nothing is updated in place); the dual-tensor loop (``vectorize=False``) gives t
 Cost: one forward pass of BigGAN-deep-256 is ≈ 69 GFLOP per image (``FlopCounterMode``,
 multiply-add = 2; ≈ 2 s on one busy CPU core); its weights take 227 MB in float32.  A full
 Jacobian in z (d = 128) costs ≈ d primal-equivalent passes plus one primal per
-``jvp_chunk`` (see :mod:`lrgan_dist.jacobian`); computing the per-sample classes costs one
+``jvp_chunk`` (see :mod:`lrgan_dist.core.jacobian`); computing the per-sample classes costs one
 SHA-256 of d floats per sample.
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .base import GeneratorError, assert_shape, latent_rng, register
+from lrgan_dist.generators.base import GeneratorError, assert_shape, latent_rng, register
 
 __all__ = ["BigGANGenerator", "make_biggan", "truncated_normal", "load_biggan_checkpoint",
            "check_config", "write_random_checkpoint", "CONFIG_NAME", "WEIGHTS_NAME"]

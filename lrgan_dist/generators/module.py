@@ -32,7 +32,7 @@ import importlib
 import re
 from typing import Any, Callable, Mapping
 
-from .base import GeneratorError, register
+from lrgan_dist.generators.base import GeneratorError, register
 
 __all__ = ["make_module", "resolve_factory", "check_protocol"]
 

@@ -113,7 +113,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import GeneratorError, assert_shape, latent_rng, register
+from lrgan_dist.generators.base import GeneratorError, assert_shape, latent_rng, register
 
 __all__ = ["SyntheticFaces", "make_synthetic", "DEFAULT_PART_DIMS"]
 

@@ -22,7 +22,7 @@ from lrgan_dist.generators.biggan import (  # noqa: E402
     truncated_normal,
     write_random_checkpoint,
 )
-from lrgan_dist.jacobian import JacobianConfig, JacobianEngine, jacobian  # noqa: E402
+from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, jacobian  # noqa: E402
 
 # 64×64, channel_width 8, 10 classes; attention at 32×32 as in the real models' layout.
 CFG64 = dict(output_dim=64, z_dim=16, class_embed_dim=16, channel_width=8, num_classes=10,
@@ -300,7 +300,7 @@ def test_missing_package_is_a_clear_error(ckpt, monkeypatch):
 def test_engine_fallback_to_dual_tensor_loop(ckpt, monkeypatch):
     """If vmap ever fails (it does not today), the engine falls back with a warning to the
     dual-tensor loop, which gives the same Grams through BigGAN."""
-    import lrgan_dist.jacobian as jac
+    import lrgan_dist.core.jacobian as jac
 
     G = make_biggan(checkpoint=str(ckpt), classes="sample")
     eng = JacobianEngine(G, JacobianConfig(grid=(8, 8), chunk=8))

@@ -3,7 +3,7 @@
 Adapters under test: the synthetic generator, StyleGAN2 (random weights; w and W+ with a
 layer subset), BigGAN (random weights written in the package's checkpoint format) and a
 ``kind: module`` user generator (``tiny_module_gen.py``).  Each is built from a job spec
-with :func:`lrgan_dist.stages.common.make_generator`, as the pipeline does.
+with :func:`lrgan_dist.apply.build.make_generator`, as the pipeline does.
 
 Run your own adapter through it by adding a ``CASES`` entry.
 """
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import torch
 
-from lrgan_dist.jacobian import jacobian, pool_image
+from lrgan_dist.core.jacobian import jacobian, pool_image
 from lrgan_dist.spec import parse_spec
-from lrgan_dist.stages.common import make_generator
+from lrgan_dist.apply.build import make_generator
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # tiny_module_gen for kind: module
@@ -161,7 +161,7 @@ def test_engine_jacobian_no_fallback(case):
     """The production path: JacobianEngine.compute(x, masks) uses vmap(jvp) without falling back."""
     import warnings
 
-    from lrgan_dist.jacobian import JacobianConfig, JacobianEngine
+    from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine
 
     name, spec, G = case
     eng = JacobianEngine(G, JacobianConfig(grid=(8, 8), chunk=8))
@@ -214,7 +214,7 @@ class _Replica:
         if path not in sys.path:
             sys.path.insert(0, path)
         torch.set_num_threads(1)
-        from lrgan_dist.stages.common import make_generator
+        from lrgan_dist.apply.build import make_generator
 
         self.g = make_generator(spec)
 
@@ -230,7 +230,7 @@ class _Replica:
 def ray_local():
     from ray import cloudpickle  # Ray's own copy pickles the actor class
 
-    from lrgan_dist.runtime import ray_session
+    from lrgan_dist.pipeline.runtime import ray_session
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test module is not importable there
     try:

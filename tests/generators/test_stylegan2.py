@@ -14,8 +14,8 @@ import torch
 from torch.func import jacfwd, jacrev, jvp, vjp
 
 from lrgan_dist.generators import GeneratorError, build_generator
-from lrgan_dist.generators.stylegan2 import StyleGAN2Generator, to_uint8
-from lrgan_dist.generators.stylegan2_net import Generator
+from lrgan_dist.generators.stylegan2.adapter import StyleGAN2Generator, to_uint8
+from lrgan_dist.generators.stylegan2.net import Generator
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "stylegan2ada-tiny"
 TINY_KWARGS = dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=32, img_channels=3,

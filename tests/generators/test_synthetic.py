@@ -417,7 +417,7 @@ def test_projected_directions_lie_in_part_subspace(gen64, gt, centred, part):
 
 def test_eye_directions_transfer_to_moved_faces(gen64, gt, centred, free):
     """Property 4: eye directions found on one centred face edit the eyes of moved faces."""
-    (xa, ja), (xb, jb) = centred, free
+    (_xa, ja), (xb, jb) = centred, free
     region = box_mask(gen64.canonical_boxes()["eyes"])
     r = standin_lowrankgan(ja[0], region)
     dirs = r["projected"][r["strong"]]

@@ -1,0 +1,73 @@
+"""Helpers shared by the pipeline stages: generator construction, grid, devices."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrgan_dist.generators.base import build_generator
+from lrgan_dist.spec import JobSpec, SpecError
+
+
+def make_generator(spec: JobSpec, device: str | torch.device = "cpu") -> Any:
+    """Build the spec's generator, forwarding the latent section to adapters."""
+    params = dict(spec.generator.params)
+    ckpt = params.get("checkpoint")
+    if isinstance(ckpt, str) and "://" not in ckpt and not Path(ckpt).expanduser().is_absolute():
+        # Relative checkpoints: next to the job spec if there, else as given (working directory).
+        beside = spec.resolve_path(ckpt)
+        if beside.exists():
+            params["checkpoint"] = str(beside)
+    lat = spec.latent
+    for key in ("space", "layers", "truncation"):
+        val = getattr(lat, key)
+        if val is not None:
+            if key in params:
+                raise SpecError(f"latent.{key}", "set both in latent and in generator.params; expected it in one place")
+            params[key] = list(val) if isinstance(val, tuple) else val
+    try:
+        gen = build_generator(spec.generator.kind, params)
+    except TypeError as exc:  # unexpected keyword from the factory
+        raise SpecError("generator.params", f"{exc}; see the generator's documentation for valid parameters") from None
+    if hasattr(gen, "to"):
+        gen = gen.to(device)
+    if hasattr(gen, "eval"):
+        gen.eval()
+    return gen
+
+
+def analysis_grid(spec: JobSpec, image_shape: tuple[int, int, int]) -> tuple[int, int]:
+    """Analysis grid h×w: ``grid.resolution`` rows (default min(H, 256)), aspect kept."""
+    _, H, W = image_shape
+    h = spec.grid.resolution or min(H, 256)
+    if h > H:
+        raise SpecError("grid.resolution", f"received {h}; expected at most the image height {H}")
+    w = max(1, round(h * W / H))
+    return (h, w)
+
+
+def preview_hw(image_shape: tuple[int, int, int], max_size: int = 256) -> tuple[int, int]:
+    _, H, W = image_shape
+    f = 1
+    while H // f > max_size or W // f > max_size:
+        f *= 2
+    return (H // f, W // f) if H % f == 0 and W % f == 0 else (min(H, max_size), min(W, max_size))
+
+
+def pick_device(pref: str) -> torch.device:
+    if pref == "cuda" or (pref == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise SpecError("compute.device", "received 'cuda' but no CUDA device is visible; expected 'auto' or 'cpu'")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def finite_rows(*arrays: np.ndarray) -> np.ndarray:
+    """[n] bool: True where every array's row is free of NaN/Inf."""
+    ok = None
+    for a in arrays:
+        r = np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+        ok = r if ok is None else ok & r
+    return ok

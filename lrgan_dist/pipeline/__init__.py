@@ -1,0 +1,5 @@
+"""Orchestration on Ray (DESIGN.md §2): the only layer that imports ray.
+
+``runtime`` (session, actor pool, resources), ``scheduler`` (stage order, resume,
+summary), ``stages/`` (one module per stage), ``remote`` (Ray Jobs API).
+"""

@@ -1,0 +1,119 @@
+"""Factorize stage (reduce, Ray tasks): per-sample Grams → directions, ranks, spectra.
+
+Units are the store's sample chunks. A Ray task reads the Grams of one chunk for every
+region, runs every per-sample method of the spec on the whole chunk at once (batched
+[n, d, d] problems, :mod:`lrgan_dist.core.methods`) and writes one chunk of every result
+array, the group's ``status`` last. Memory per task is bounded by one chunk
+(2R·n·d² Gram values plus each method's working set), independent of N.
+
+Result groups are keyed ``directions/<region>/<label>``; each carries the method name,
+its parameters and their hash. If the spec gives a label new parameters, results go
+to a new group ``<label>@<hash8>`` and the old one is left untouched.
+
+Cost: per chunk and region, each method's batched cost (RPCA: iterations × one
+batched ``eigh`` of [n, d, d], O(n·d³) each); samples that failed in the jacobians
+stage are marked failed here too without computing.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrgan_dist.core.methods import get_method
+from lrgan_dist.spec import JobSpec
+from lrgan_dist.store.zarrstore import DONE, FAILED, PENDING, Store, diagnostic_fill
+from lrgan_dist.apply.build import pick_device
+
+__all__ = ["result_groups", "pending_units", "factorize_unit"]
+
+
+def result_groups(spec: JobSpec, store: Store) -> list[tuple[str, str, str]]:
+    """(region, label, group path) for every per-sample method of the spec; creates groups."""
+    out = []
+    for m in spec.methods:
+        method = get_method(m.method, **m.params)
+        if getattr(method, "population_only", False):
+            continue
+        for r in store.layout.regions:
+            path = store.direction_group(r, m.label, m.method, m.params, method.param_hash(),
+                                         method.diagnostics_schema(store.layout.d))
+            out.append((r, m.label, path))
+    return out
+
+
+def pending_units(store: Store, groups: list[tuple[str, str, str]]) -> list[tuple[int, int]]:
+    """Chunks where some sample finished the jacobians stage but not this stage."""
+    s = store.status()
+    todo = np.zeros(store.layout.n, dtype=bool)
+    for _, _, path in groups:
+        fs = np.asarray(store.group[f"{path}/status"][:])
+        todo |= (fs == PENDING) & (s != PENDING)
+    return [(a, b) for a, b in store.layout.chunks() if todo[a:b].any()]
+
+
+def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups: list[tuple[str, str, str]],
+                   torch_threads: int | None = None) -> dict[str, Any]:
+    """Factorize one chunk for every (region, method) group. Ray-free; idempotent."""
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    t0 = time.perf_counter()
+    start, stop = unit
+    store = Store.open(store_uri, mode="a")
+    device = pick_device(spec.compute.factorize_device)
+    status = store.status()[start:stop]
+    ok = status == DONE
+    labels = {m.label: m for m in spec.methods}
+    n, d = stop - start, store.layout.d
+    by_region: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    done = failed = 0
+    for region, label, path in groups:
+        if region not in by_region:
+            gi = store.read(f"regions/{region}/gram_in", start, stop)
+            go = store.read(f"regions/{region}/gram_out", start, stop)
+            # in the store's precision: methods iterate in float64 but read the Grams'
+            # precision for their tolerances (lowrankgan drop_tol="auto")
+            by_region[region] = (torch.as_tensor(gi[ok], device=device),
+                                 torch.as_tensor(go[ok], device=device))
+        m = labels[label]
+        method = get_method(m.method, **m.params)
+        vectors = np.full((n, d, d), np.nan, dtype=np.float32)
+        rank = np.full(n, -1, dtype=np.int32)
+        spectrum = np.full((n, d), np.nan, dtype=np.float32)
+        st = np.where(status == FAILED, FAILED, PENDING).astype(np.uint8)
+        gi, go = by_region[region]
+        if gi.shape[0]:
+            res = method(gi, go)
+            v = res.vectors.detach().float().cpu().numpy()
+            vectors[ok] = v
+            rank[ok] = res.rank.detach().cpu().numpy()
+            spectrum[ok] = res.spectrum.detach().float().cpu().numpy()
+            good = np.isfinite(v[:, 0, :]).all(axis=1) | (rank[ok] == 0)
+            st_ok = np.where(good, DONE, FAILED).astype(np.uint8)
+            st[ok] = st_ok
+        # the method's per-sample diagnostics (RPCA iterations, gaps, ranks, ...): fill values
+        # (NaN / -1 / 0) for samples not computed here
+        diag = {}
+        for key, (dtype, tail) in method.diagnostics_schema(d).items():
+            full = np.full((n, *tail), diagnostic_fill(dtype), dtype=dtype)
+            val = res.diagnostics.get(key) if gi.shape[0] else None
+            if val is not None:
+                full[ok] = val.detach().cpu().numpy().astype(dtype)
+            diag[key] = full
+        store.write_directions(path, start, stop, vectors, rank, spectrum, st, diag)
+        done += int((st == DONE).sum())
+        failed += int((st == FAILED).sum())
+    return {"unit": unit, "done": done, "failed": failed, "seconds": time.perf_counter() - t0,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this (worker) process so far, MiB (Linux: ru_maxrss in KiB)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    except (ImportError, OSError):  # pragma: no cover - non-POSIX
+        return float("nan")

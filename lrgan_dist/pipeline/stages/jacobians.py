@@ -1,0 +1,208 @@
+"""Jacobians stage (map, Ray): latents → previews, region Grams (and optionally J).
+
+Plan: the store's chunks along the sample axis are the work units; a unit is pending
+while any of its samples has ``status == 0``. A pool of actors, each holding one
+generator replica (one GPU each when the cluster has GPUs), takes units; a worker
+computes every sample of its unit and writes the whole chunk of every array, then
+``status`` last (one writer per chunk, DESIGN.md §4).
+
+Per sample: latent x_i from ``(seed, i)`` alone; image and J = ∂pool(G(x))/∂x by
+forward mode (:mod:`lrgan_dist.core.jacobian`); the Grams M_R, M_B of every region
+(DESIGN.md §1). A sample whose image, Jacobian or Grams hold NaN/Inf is marked failed
+(status 2) with the reason in ``errors``; its arrays keep their NaN fill values.
+
+Cost per unit of n samples: n·d JVPs through G (the Jacobian engine's cost model)
+plus 2R·n·(c·h·w)·d² flops for the Grams, plus one write per array chunk.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, to_uint8_preview
+from lrgan_dist.regions import RegionConfig, part_masks, region_mask
+from lrgan_dist.spec import JobSpec, RegionSpec, SpecError
+from lrgan_dist.store.zarrstore import DONE, FAILED, Layout, Store
+from lrgan_dist.apply.build import analysis_grid, finite_rows, make_generator, pick_device, preview_hw
+
+# Seconds to sleep per unit; only the fault-tolerance tests set it.
+_TEST_DELAY = float(os.environ.get("LRGAN_TEST_UNIT_DELAY", "0") or 0)
+
+__all__ = ["JacobianWorker", "plan_layout", "static_region_masks", "region_config"]
+
+
+def region_config(spec: JobSpec, r: RegionSpec) -> RegionConfig:
+    path = str(spec.resolve_path(r.mask)) if r.mask is not None else None
+    return RegionConfig(name=r.name, kind=r.kind, box=r.box, units=r.units, path=path, preset=r.preset,
+                        part=r.part, labels=r.labels)
+
+
+def static_region_masks(spec: JobSpec, grid: tuple[int, int], image_hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Masks known before any sample is computed: boxes, presets, files ([h,w] or [N,h,w])."""
+    out = {}
+    for r in spec.regions:
+        if r.part is not None:
+            continue
+        out[r.name] = region_mask(region_config(spec, r), grid, image_hw, n_samples=spec.samples.count)
+    return out
+
+
+def plan_layout(spec: JobSpec, generator: Any) -> tuple[Layout, dict[str, np.ndarray]]:
+    """Array geometry for a new store and the masks written at creation."""
+    image_shape = tuple(int(v) for v in generator.image_shape)
+    grid = analysis_grid(spec, image_shape)
+    masks = static_region_masks(spec, grid, image_shape[1:])
+    per_sample = []
+    for r in spec.regions:
+        if r.part is not None:
+            parts = getattr(generator, "PARTS", None)
+            if not hasattr(generator, "part_masks"):
+                raise SpecError(f"regions.{r.name}.part", f"generator {spec.generator.kind!r} has no ground-truth part masks; "
+                                "expected a box, mask or preset region")
+            if parts is not None and r.part not in parts:
+                raise SpecError(f"regions.{r.name}.part", f"received {r.part!r}; expected one of {list(parts)}")
+            per_sample.append(r.name)
+        elif masks[r.name].ndim == 3:
+            per_sample.append(r.name)
+    c = image_shape[0] if spec.grid.channels == "rgb" else 1
+    layout = Layout(
+        n=spec.samples.count,
+        d=int(generator.latent_dim),
+        chunk=spec.store.chunk_samples,
+        image_shape=image_shape,  # type: ignore[arg-type]
+        preview_hw=preview_hw(image_shape),  # type: ignore[arg-type]
+        grid=grid,
+        channels=c,
+        regions=tuple(r.name for r in spec.regions),
+        per_sample_masks=tuple(per_sample),
+        gram_dtype=spec.compute.gram_dtype,
+        keep_jacobians=spec.compute.keep_jacobians,
+    )
+    return layout, masks
+
+
+@dataclass
+class UnitResult:
+    start: int
+    stop: int
+    done: int
+    failed: int
+    seconds: float
+    actor: str
+
+
+class JacobianWorker:
+    """One generator replica; computes and writes whole work units. Ray-free."""
+
+    def __init__(self, spec: JobSpec, store_uri: str, torch_threads: int | None = None):
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.spec = spec
+        self.device = pick_device(spec.compute.device)
+        self.generator = make_generator(spec, self.device)
+        self.store = Store.open(store_uri, mode="a")
+        L = self.store.layout
+        self.layout = L
+        self.engine = JacobianEngine(
+            self.generator,
+            JacobianConfig(grid=L.grid, channels=spec.grid.channels, chunk=spec.compute.jvp_chunk,
+                           gram_dtype=spec.compute.gram_dtype, keep_jacobian=L.keep_jacobians),
+            device=self.device,
+        )
+        self.static = {
+            name: torch.as_tensor(self.store.region_mask(name))
+            for name in L.regions
+            if name not in L.per_sample_masks
+        }
+        self.parts = {r.name: r.part for r in spec.regions if r.part is not None}
+        self.batch = spec.compute.batch_size or L.chunk
+        import os
+        import socket
+
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def _unit_masks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """[R, n, h, w] if any mask is per sample, else [R, h, w]."""
+        L = self.layout
+        if not L.per_sample_masks:
+            return torch.stack([self.static[r] for r in L.regions])
+        n = stop - start
+        out = []
+        for r in L.regions:
+            if r in self.parts:
+                cfg = region_config(self.spec, self.spec.region(r))
+                with torch.no_grad():
+                    m = torch.as_tensor(part_masks(cfg, self.generator, x.to(self.device), L.grid))
+            elif r in L.per_sample_masks:
+                m = torch.as_tensor(self.store.region_mask(r, start, stop))
+            else:
+                m = self.static[r].expand(n, *L.grid)
+            out.append(m)
+        return torch.stack(out)
+
+    def run(self, unit: tuple[int, int]) -> UnitResult:
+        t0 = time.perf_counter()
+        if _TEST_DELAY:  # test hook: slow units down so fault-injection tests can strike mid-run
+            time.sleep(_TEST_DELAY)
+        start, stop = unit
+        L, spec = self.layout, self.spec
+        idx = list(range(start, stop))
+        x = self.generator.sample_latents(spec.samples.seed, idx).float().cpu()  # [n, d]
+        n = len(idx)
+        masks = self._unit_masks(x, start, stop)  # [R, (n,) h, w]
+        gd = np.float64 if L.gram_dtype == "float64" else np.float32
+        R, d, (h, w) = len(L.regions), L.d, L.grid
+        gram_in = np.full((n, R, d, d), np.nan, dtype=gd)
+        gram_out = np.full((n, R, d, d), np.nan, dtype=gd)
+        previews = np.zeros((n, *L.preview_hw, 3), dtype=np.uint8)
+        jac = np.full((n, L.channels, h, w, d), np.nan, dtype=np.float16) if L.keep_jacobians else None
+        status = np.full(n, FAILED, dtype=np.uint8)
+        errors = [""] * n
+        for b0 in range(0, n, self.batch):
+            b1 = min(n, b0 + self.batch)
+            mb = masks[:, b0:b1] if masks.ndim == 4 else masks
+            try:
+                out = self.engine.compute(x[b0:b1].to(self.device), mb.to(self.device))
+            except Exception as exc:  # noqa: BLE001 - a sample failure must not kill the unit
+                for i in range(b0, b1):
+                    errors[i] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                continue
+            gi = out["gram_in"].detach().cpu().numpy()
+            go = out["gram_out"].detach().cpu().numpy()
+            img = out["images"].detach().float().cpu()
+            ok = finite_rows(gi, go, img.numpy())
+            if "finite" in out:
+                ok &= out["finite"].cpu().numpy().astype(bool)
+            J = out.get("jacobian")
+            if jac is not None and J is not None:
+                Jn = J.detach().float().cpu().numpy()
+                j16 = Jn.astype(np.float16)
+                ok &= finite_rows(j16)  # float16 overflow counts as a numerical failure
+            previews[b0:b1] = to_uint8_preview(img, tuple(self.generator.image_range), max_size=max(L.preview_hw))
+            for k in range(b1 - b0):
+                i = b0 + k
+                if ok[k]:
+                    gram_in[i], gram_out[i] = gi[k], go[k]
+                    if jac is not None:
+                        jac[i] = j16[k]
+                    status[i] = DONE
+                else:
+                    errors[i] = "non-finite values (NaN/Inf) in the image, Jacobian or Grams"
+        data: dict[str, np.ndarray] = {"latents": x.numpy().astype(np.float32), "images": previews}
+        for r_i, r in enumerate(L.regions):
+            data[f"regions/{r}/gram_in"] = gram_in[:, r_i]
+            data[f"regions/{r}/gram_out"] = gram_out[:, r_i]
+            if r in self.parts:
+                data[f"regions/{r}/mask"] = masks[r_i].numpy().astype(np.float32)
+        if jac is not None:
+            data["jacobians"] = jac
+        self.store.write_unit(start, stop, data, status, errors)
+        return UnitResult(start, stop, int((status == DONE).sum()), int((status == FAILED).sum()),
+                          time.perf_counter() - t0, self.name)
