@@ -26,11 +26,12 @@ covers the whole image (the rest B = 1 - R needs area).
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,7 +39,7 @@ __all__ = [
     "FFHQ_PRESETS",
     "PRESETS",
     "REGION_KINDS",
-    "RegionConfig",
+    "RegionSpec",
     "RegionError",
     "box_mask",
     "part_masks",
@@ -71,10 +72,16 @@ PRESETS: dict[str, tuple[int, dict[str, tuple[int, int, int, int]]]] = {
 
 
 class RegionError(ValueError):
-    """A bad region definition or mask (maps to CLI exit code 2)."""
+    """A bad region definition or mask (maps to CLI exit code 2).
 
-    def __init__(self, name: str | None, message: str) -> None:
+    ``field`` is the region's field at fault ("" for the region as a whole), ``None``
+    for problems found while rasterising (a mask file's content).
+    """
+
+    def __init__(self, name: str | None, message: str, field: str | None = None) -> None:
         self.region = name
+        self.field = field
+        self.message = message
         super().__init__(f"region {name!r}: {message}" if name else f"region: {message}")
 
 
@@ -83,48 +90,57 @@ def _available_presets() -> list[str]:
 
 
 @dataclass(frozen=True)
-class RegionConfig:
-    """One region of a job spec; validated on construction."""
+class RegionSpec:
+    """One region of a job spec — the project's single region type (spec, stages and
+    rasteriser all use it); validated on construction.
+
+    Exactly one of ``box``, ``mask``, ``preset``, ``part`` names the region's *kind*.
+    ``mask`` is a file path, relative to the job spec's folder until the spec resolves
+    it (:meth:`lrgan_dist.spec.JobSpec.region` returns regions with absolute paths);
+    ``truth`` names a ground-truth part to score directions against (synthetic).
+    Errors are :class:`RegionError` with ``field`` set, so the spec can name
+    ``regions.<name>.<field>``.
+    """
 
     name: str
-    kind: str
     box: tuple[float, float, float, float] | None = None  # (y0, x0, y1, x1)
-    units: str = "normalized"
-    path: str | None = None
-    preset: str | None = None
-    part: str | None = None
-    labels: tuple[int, ...] | None = None
+    units: Literal["normalized", "pixels"] = "normalized"
+    mask: str | None = None  # .npy / .png path
+    preset: str | None = None  # e.g. "ffhq:eyes"
+    part: str | None = None  # generator ground-truth part (per-sample masks)
+    labels: tuple[int, ...] | None = None  # label map → inside = label in labels
+    truth: str | None = None  # ground-truth part to score directions against (synthetic)
+
+    @property
+    def kind(self) -> str:
+        for k in REGION_KINDS:
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated RegionSpec without a kind")  # pragma: no cover
 
     def __post_init__(self) -> None:
         name = self.name
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise RegionError(
-                None,
-                f"name: expected letters, digits, '_', '.', '-' (a store group name), "
-                f"received {name!r}",
-            )
-        if self.kind not in REGION_KINDS:
-            raise RegionError(
-                name, f"kind: expected one of {list(REGION_KINDS)}, received {self.kind!r}"
-            )
-        used = {"box": {"box", "units"}, "mask": {"path", "labels"},
-                "preset": {"preset"}, "part": {"part"}}[self.kind]
-        for f in ("box", "path", "preset", "part", "labels"):
-            if getattr(self, f) is not None and f not in used:
-                raise RegionError(
-                    name, f"field {f!r} is not used by kind {self.kind!r} (it uses {sorted(used)})"
-                )
+            raise RegionError(None, f"received region name {name!r}; expected letters, digits, '_', '.', '-' "
+                                    "(a store group name, no '/')", field="")
+        kinds = [k for k in REGION_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise RegionError(name, f"received {kinds or 'none'}; expected exactly one of "
+                                    f"{', '.join(REGION_KINDS)}", field="")
         if self.units not in _UNITS:
-            raise RegionError(name, f"units: expected one of {list(_UNITS)}, received {self.units!r}")
-        if self.kind == "box":
-            object.__setattr__(self, "box", _check_box(name, self.box))
-        elif self.kind == "mask":
-            if not self.path:
-                raise RegionError(name, "kind 'mask' needs path (a .npy or .png file)")
-            if Path(self.path).suffix.lower() not in (".npy", ".png"):
-                raise RegionError(
-                    name, f"path: expected a .npy or .png file, received {self.path!r}"
-                )
+            raise RegionError(name, f"received {self.units!r}; expected one of {list(_UNITS)}", field="units")
+        if self.labels is not None and self.mask is None:
+            raise RegionError(name, "labels applies to a mask file only; expected mask: FILE with labels",
+                              field="labels")
+        if self.box is not None:
+            box = _check_box(name, self.box)
+            if self.units == "normalized" and not all(-1e-9 <= v <= 1 + 1e-9 for v in box):
+                raise RegionError(name, f"received {list(box)}; expected normalized coordinates in [0, 1] "
+                                        "(or units: pixels)", field="box")
+            object.__setattr__(self, "box", box)
+        elif self.mask is not None:
+            if Path(self.mask).suffix.lower() not in (".npy", ".png"):
+                raise RegionError(name, f"received {self.mask!r}; expected a .npy or .png file", field="mask")
             if self.labels is not None:
                 try:
                     labels = tuple(int(v) for v in self.labels)
@@ -132,35 +148,21 @@ class RegionConfig:
                 except (TypeError, ValueError):
                     ok = False
                 if not ok:
-                    raise RegionError(
-                        name, f"labels: expected a non-empty list of integers, received {self.labels!r}"
-                    )
+                    raise RegionError(name, f"received {self.labels!r}; expected a non-empty list of integers",
+                                      field="labels")
                 object.__setattr__(self, "labels", labels)
-        elif self.kind == "preset":
-            if self.preset not in _available_presets():
-                raise RegionError(
-                    name, f"preset: expected one of {_available_presets()}, received {self.preset!r}"
-                )
-        elif self.kind == "part":
-            if not isinstance(self.part, str) or not self.part:
-                raise RegionError(name, f"kind 'part' needs part (a part name), received {self.part!r}")
+        elif self.preset is not None:
+            names = _available_presets()
+            if self.preset not in names:
+                raise RegionError(name, f"unknown preset {self.preset!r}{_suggest(self.preset, names)}; "
+                                        f"expected one of {names}", field="preset")
+        elif not isinstance(self.part, str) or not self.part:
+            raise RegionError(name, f"received {self.part!r}; expected a part name", field="part")
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], name: str | None = None) -> "RegionConfig":
-        """Build from a job-spec mapping; unknown keys are errors."""
-        data = dict(data)
-        if name is not None:
-            data.setdefault("name", name)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise RegionError(data.get("name"), f"unknown keys {unknown}; expected keys among {sorted(known)}")
-        for key in ("box", "labels"):
-            if isinstance(data.get(key), list):
-                data[key] = tuple(data[key])
-        if "name" not in data or "kind" not in data:
-            raise RegionError(data.get("name"), "expected keys 'name' and 'kind'")
-        return cls(**data)
+
+def _suggest(word: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(word, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_box(name: str | None, box: Any) -> tuple[float, float, float, float]:
@@ -169,10 +171,11 @@ def _check_box(name: str | None, box: Any) -> tuple[float, float, float, float]:
     except (TypeError, ValueError):
         vals = ()
     if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
-        raise RegionError(name, f"box: expected four finite numbers (y0, x0, y1, x1), received {box!r}")
+        raise RegionError(name, f"received {box!r}; expected four finite numbers [y0, x0, y1, x1]", field="box")
     y0, x0, y1, x1 = vals
     if not (y1 > y0 and x1 > x0):
-        raise RegionError(name, f"box: empty, expected y1 > y0 and x1 > x0, received {box!r}")
+        raise RegionError(name, f"received {list(box)}; expected [y0, x0, y1, x1] with y1 > y0 and x1 > x0",
+                          field="box")
     return vals  # type: ignore[return-value]
 
 
@@ -329,8 +332,8 @@ def _load_png(path: Path, name: str, labels: tuple[int, ...] | None) -> np.ndarr
     raise RegionError(name, f"png mode {mode!r} of {path} is not supported; expected grey, palette or RGB")
 
 
-def _load_mask_file(cfg: RegionConfig) -> np.ndarray:
-    path = Path(str(cfg.path)).expanduser()
+def _load_mask_file(cfg: RegionSpec) -> np.ndarray:
+    path = Path(str(cfg.mask)).expanduser()
     if not path.is_file():
         raise RegionError(cfg.name, f"mask file not found: {str(path)!r}")
     if path.suffix.lower() == ".npy":
@@ -349,7 +352,7 @@ def _load_mask_file(cfg: RegionConfig) -> np.ndarray:
 
 
 def region_mask(
-    cfg: RegionConfig,
+    cfg: RegionSpec,
     grid: tuple[int, int],
     image_hw: tuple[int, int],
     n_samples: int | None = None,
@@ -373,22 +376,22 @@ def region_mask(
         if arr.ndim not in (2, 3) or tuple(arr.shape[-2:]) not in shapes:
             raise RegionError(
                 cfg.name,
-                f"{cfg.path}: expected a mask {want} (grid or image size) or per-sample "
+                f"{cfg.mask}: expected a mask {want} (grid or image size) or per-sample "
                 f"[N, ...] of those, received shape {list(arr.shape)}",
             )
         if not np.isfinite(arr).all():
-            raise RegionError(cfg.name, f"{cfg.path}: expected finite values in [0, 1], received NaN/Inf values")
+            raise RegionError(cfg.name, f"{cfg.mask}: expected finite values in [0, 1], received NaN/Inf values")
         if arr.min() < 0 or arr.max() > 1:
             hint = "" if cfg.labels else " (for a segmentation label map set labels)"
             raise RegionError(
                 cfg.name,
-                f"{cfg.path}: expected values in [0, 1]{hint}, received range "
+                f"{cfg.mask}: expected values in [0, 1]{hint}, received range "
                 f"[{np.nanmin(arr):g}, {np.nanmax(arr):g}]",
             )
         if arr.ndim == 3 and n_samples is not None:
             if arr.shape[0] < n_samples:
                 raise RegionError(
-                    cfg.name, f"{cfg.path}: expected per-sample masks for {n_samples} samples, "
+                    cfg.name, f"{cfg.mask}: expected per-sample masks for {n_samples} samples, "
                     f"received {arr.shape[0]}",
                 )
             arr = arr[:n_samples]
@@ -397,12 +400,12 @@ def region_mask(
         raise RegionError(
             cfg.name, "kind 'part' needs the generator: use regions.part_masks(cfg, generator, x, grid)"
         )
-    else:  # pragma: no cover - RegionConfig validates kind
+    else:  # pragma: no cover - RegionSpec validates kind
         raise RegionError(cfg.name, f"kind: expected one of {list(REGION_KINDS)}, received {cfg.kind!r}")
     return validate_mask(m, (h, w), cfg.name)
 
 
-def part_masks(cfg: RegionConfig, generator: Any, x: Any, grid: tuple[int, int]) -> np.ndarray:
+def part_masks(cfg: RegionSpec, generator: Any, x: Any, grid: tuple[int, int]) -> np.ndarray:
     """Per-sample ground-truth part masks [n, h, w] from ``generator.part_masks``.
 
     Single samples where the part is empty or covers the image are allowed (the

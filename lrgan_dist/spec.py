@@ -41,6 +41,8 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from lrgan_dist.regions import RegionError, RegionSpec
+
 __all__ = [
     "SpecError",
     "JobSpec",
@@ -93,25 +95,6 @@ class SamplesSpec:
 class GridSpec:
     resolution: int | None = None  # None → min(H, 256)
     channels: Literal["mean", "sum", "rgb"] = "mean"
-
-
-@dataclass(frozen=True)
-class RegionSpec:
-    name: str
-    box: tuple[float, float, float, float] | None = None  # (y0, x0, y1, x1)
-    units: Literal["normalized", "pixels"] = "normalized"
-    mask: str | None = None  # .npy / .png path, relative to the spec file
-    preset: str | None = None  # e.g. "ffhq:eyes"
-    part: str | None = None  # generator ground-truth part (per-sample masks)
-    labels: tuple[int, ...] | None = None  # label map → inside = label in labels
-    truth: str | None = None  # ground-truth part to score directions against (synthetic)
-
-    @property
-    def kind(self) -> str:
-        for k in ("box", "mask", "preset", "part"):
-            if getattr(self, k) is not None:
-                return k
-        raise AssertionError("validated RegionSpec without a kind")
 
 
 @dataclass(frozen=True)
@@ -204,6 +187,10 @@ class JobSpec:
             if r.name == name:
                 return r
         raise KeyError(name)
+
+    def resolve_region(self, r: RegionSpec) -> RegionSpec:
+        """``r`` with its mask file resolved against the spec's folder (for rasterising)."""
+        return r if r.mask is None else dataclasses.replace(r, mask=str(self.resolve_path(r.mask)))
 
     def replace(self, **sections: Any) -> "JobSpec":
         return dataclasses.replace(self, **sections)
@@ -398,25 +385,12 @@ def _parse_region(name: str, raw: Any) -> RegionSpec:
     where = f"regions.{name}"
     if not isinstance(raw, Mapping):
         raise SpecError(where, f"received {raw!r}; expected a mapping with one of box, mask, preset, part")
-    if "/" in name or not name or name.startswith("."):
-        raise SpecError(where, f"received region name {name!r}; expected a name without '/' or leading '.'")
-    r = _parse_dataclass(RegionSpec, raw, where, extra={"name": name})
-    kinds = [k for k in ("box", "mask", "preset", "part") if getattr(r, k) is not None]
-    if len(kinds) != 1:
-        raise SpecError(where, f"received {kinds or 'none'}; expected exactly one of box, mask, preset, part")
-    if r.box is not None:
-        y0, x0, y1, x1 = r.box
-        if not (y1 > y0 and x1 > x0):
-            raise SpecError(f"{where}.box", f"received {list(r.box)}; expected [y0, x0, y1, x1] with y1 > y0 and x1 > x0")
-        if r.units == "normalized" and not all(-1e-9 <= v <= 1 + 1e-9 for v in r.box):
-            raise SpecError(f"{where}.box", f"received {list(r.box)}; expected normalized coordinates in [0, 1] (or units: pixels)")
-    if r.preset is not None:
-        from lrgan_dist.regions import FFHQ_PRESETS
-
-        names = [f"ffhq:{k}" for k in FFHQ_PRESETS]
-        if r.preset not in names:
-            raise SpecError(f"{where}.preset", f"unknown preset {r.preset!r}{_suggest(r.preset, names)}; expected one of {names}")
-    return r
+    try:
+        return _parse_dataclass(RegionSpec, raw, where, extra={"name": name})
+    except RegionError as exc:  # the region type validates itself; name the spec's field
+        if exc.field is None:
+            raise
+        raise SpecError(f"{where}.{exc.field}" if exc.field else where, exc.message) from None
 
 
 def _parse_method(label: str, raw: Any) -> MethodSpec:

@@ -31,7 +31,7 @@ from lrgan_dist.pipeline.scheduler import prepare_store
 from lrgan_dist.regions import RegionError, region_mask
 from lrgan_dist.spec import SpecError, load_spec, parse_spec
 from lrgan_dist.pipeline.stages.factorize import factorize_unit, result_groups
-from lrgan_dist.pipeline.stages.jacobians import JacobianWorker, region_config
+from lrgan_dist.pipeline.stages.jacobians import JacobianWorker
 from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError
 from lrgan_dist.store.verify import repair_for_resume, verify_store
 
@@ -473,7 +473,7 @@ def test_any_spec_box_is_refused_by_field_or_rasterized_within_a_cell(box, res):
         return
     y0, x0, y1, x1 = box
     try:
-        m = region_mask(region_config(spec, spec.region("r")), (res, res), (64, 64))
+        m = region_mask(spec.resolve_region(spec.region("r")), (res, res), (64, 64))
     except RegionError as exc:  # a box covering the whole image leaves no rest B
         assert "'r'" in str(exc) and ("whole image" in str(exc) or "no area" in str(exc))
         return

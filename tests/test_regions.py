@@ -9,7 +9,7 @@ from PIL import Image
 
 from lrgan_dist.regions import (
     FFHQ_PRESETS,
-    RegionConfig,
+    RegionSpec,
     RegionError,
     box_mask,
     part_masks,
@@ -97,7 +97,7 @@ def reference_mask(size, coordinate):
 
 @pytest.mark.parametrize("part", sorted(FFHQ_PRESETS))
 def test_ffhq_presets_match_reference_and_scale(part):
-    cfg = RegionConfig(name=part, kind="preset", preset=f"ffhq:{part}")
+    cfg = RegionSpec(name=part, preset=f"ffhq:{part}")
     ref = reference_mask(256, FFHQ_PRESETS[part])
     np.testing.assert_array_equal(region_mask(cfg, (256, 256), (1024, 1024)), ref)
     # any grid: same normalized box, area scales with the grid
@@ -122,20 +122,20 @@ def test_npy_masks(tmp_path):
     m = np.zeros(grid, np.float32)
     m[2:5, 1:6] = 0.5
     np.save(tmp_path / "grid.npy", m)
-    out = region_mask(RegionConfig("a", "mask", path=str(tmp_path / "grid.npy")), grid, image)
+    out = region_mask(RegionSpec("a", mask=str(tmp_path / "grid.npy")), grid, image)
     np.testing.assert_array_equal(out, m)
 
     big = np.zeros(image, bool)
     big[3:17, 5:30] = True
     np.save(tmp_path / "image.npy", big)
-    out = region_mask(RegionConfig("b", "mask", path=str(tmp_path / "image.npy")), grid, image)
+    out = region_mask(RegionSpec("b", mask=str(tmp_path / "image.npy")), grid, image)
     np.testing.assert_allclose(out, big.reshape(8, 4, 8, 4).mean(axis=(1, 3)), atol=1e-6)
 
     per = np.zeros((3, *grid), np.float32)
     for i in range(3):
         per[i, i : i + 2, 2:4] = 1
     np.save(tmp_path / "per.npy", per)
-    cfg = RegionConfig("c", "mask", path=str(tmp_path / "per.npy"))
+    cfg = RegionSpec("c", mask=str(tmp_path / "per.npy"))
     np.testing.assert_array_equal(region_mask(cfg, grid, image), per)
     np.testing.assert_array_equal(region_mask(cfg, grid, image, n_samples=2), per[:2])
     with pytest.raises(RegionError, match="expected per-sample masks for 5 samples, received 3"):
@@ -148,11 +148,11 @@ def test_npy_label_map(tmp_path):
     seg[8:10, 8:12] = 7
     seg[12:, :] = 1
     np.save(tmp_path / "seg.npy", seg)
-    cfg = RegionConfig("eyes", "mask", path=str(tmp_path / "seg.npy"), labels=(4, 7))
+    cfg = RegionSpec("eyes", mask=str(tmp_path / "seg.npy"), labels=(4, 7))
     out = region_mask(cfg, (16, 16), (16, 16))
     np.testing.assert_array_equal(out, np.isin(seg, [4, 7]).astype(np.float32))
     with pytest.raises(RegionError, match=r"set labels"):
-        region_mask(RegionConfig("eyes", "mask", path=str(tmp_path / "seg.npy")), (16, 16), (16, 16))
+        region_mask(RegionSpec("eyes", mask=str(tmp_path / "seg.npy")), (16, 16), (16, 16))
 
 
 def test_png_masks(tmp_path):
@@ -160,31 +160,31 @@ def test_png_masks(tmp_path):
     grey[4:8, 4:12] = 255
     grey[10:12, 2:6] = 51  # soft: 0.2
     Image.fromarray(grey, "L").save(tmp_path / "grey.png")
-    out = region_mask(RegionConfig("g", "mask", path=str(tmp_path / "grey.png")), (16, 16), (16, 16))
+    out = region_mask(RegionSpec("g", mask=str(tmp_path / "grey.png")), (16, 16), (16, 16))
     np.testing.assert_allclose(out, grey / 255.0, atol=1e-6)
-    out8 = region_mask(RegionConfig("g", "mask", path=str(tmp_path / "grey.png")), (8, 8), (16, 16))
+    out8 = region_mask(RegionSpec("g", mask=str(tmp_path / "grey.png")), (8, 8), (16, 16))
     np.testing.assert_allclose(out8, (grey / 255.0).reshape(8, 2, 8, 2).mean(axis=(1, 3)), atol=1e-6)
 
     rgb = np.zeros((16, 16, 3), np.uint8)
     rgb[1:5, 1:5] = (200, 0, 10)  # coloured: non-zero = inside
     Image.fromarray(rgb, "RGB").save(tmp_path / "rgb.png")
-    out = region_mask(RegionConfig("c", "mask", path=str(tmp_path / "rgb.png")), (16, 16), (16, 16))
+    out = region_mask(RegionSpec("c", mask=str(tmp_path / "rgb.png")), (16, 16), (16, 16))
     ref = np.zeros((16, 16), np.float32)
     ref[1:5, 1:5] = 1
     np.testing.assert_array_equal(out, ref)
 
     rgb_grey = np.repeat(grey[..., None], 3, axis=-1)  # grey saved as RGB: still soft
     Image.fromarray(rgb_grey, "RGB").save(tmp_path / "rgbgrey.png")
-    out = region_mask(RegionConfig("c", "mask", path=str(tmp_path / "rgbgrey.png")), (16, 16), (16, 16))
+    out = region_mask(RegionSpec("c", mask=str(tmp_path / "rgbgrey.png")), (16, 16), (16, 16))
     np.testing.assert_allclose(out, grey / 255.0, atol=1e-6)
 
     seg = np.zeros((16, 16), np.uint8)
     seg[3:9, 3:9] = 5
     Image.fromarray(seg, "L").save(tmp_path / "seg.png")
-    cfg = RegionConfig("s", "mask", path=str(tmp_path / "seg.png"), labels=(5,))
+    cfg = RegionSpec("s", mask=str(tmp_path / "seg.png"), labels=(5,))
     np.testing.assert_array_equal(region_mask(cfg, (16, 16), (16, 16)), (seg == 5).astype(np.float32))
     with pytest.raises(RegionError, match="single-channel label map"):
-        region_mask(RegionConfig("s", "mask", path=str(tmp_path / "rgb.png"), labels=(5,)), (16, 16), (16, 16))
+        region_mask(RegionSpec("s", mask=str(tmp_path / "rgb.png"), labels=(5,)), (16, 16), (16, 16))
 
 
 def test_resize_mask_area_preserving():
@@ -200,19 +200,21 @@ def test_resize_mask_area_preserving():
 @pytest.mark.parametrize(
     "box,match",
     [
-        ((1.1, 0.2, 1.5, 0.4), "outside the image"),
-        ((-0.5, -0.5, -0.1, 0.5), "outside the image"),
-        ((0.5, 0.2, 0.5, 0.4), "empty"),
-        ((0.6, 0.2, 0.5, 0.4), "empty"),
+        ((1.1, 0.2, 1.5, 0.4), "normalized coordinates in \\[0, 1\\]"),
+        ((70.4, 12.8, 96.0, 25.6), "outside the image"),  # pixels
+        ((-32.0, -32.0, -6.4, 32.0), "outside the image"),  # pixels
+        ((0.5, 0.2, 0.5, 0.4), "y1 > y0"),
+        ((0.6, 0.2, 0.5, 0.4), "y1 > y0"),
         ((0.0, 0.0, 1.0, 1.0), "whole image"),
-        ((-0.1, -0.1, 1.2, 1.1), "whole image"),
+        ((-6.4, -6.4, 76.8, 70.4), "whole image"),  # pixels
         ((0.0, 0.1, float("nan"), 0.3), "four finite numbers"),
         ((0.0, 0.1, 0.3), "four finite numbers"),
     ],
 )
 def test_bad_boxes(box, match):
     with pytest.raises(RegionError, match=match) as info:
-        cfg = RegionConfig(name="eyes", kind="box", box=box)
+        units = "pixels" if any(abs(v) > 2 for v in box if v == v) else "normalized"
+        cfg = RegionSpec(name="eyes", box=box, units=units)
         region_mask(cfg, (8, 8), (64, 64))
     assert "'eyes'" in str(info.value) and isinstance(info.value, ValueError)
 
@@ -220,21 +222,21 @@ def test_bad_boxes(box, match):
 def test_bad_mask_files(tmp_path):
     np.save(tmp_path / "shape.npy", np.zeros((5, 5), np.float32))
     with pytest.raises(RegionError, match=r"expected a mask \[8, 8\] or \[32, 32\].*received shape \[5, 5\]"):
-        region_mask(RegionConfig("m", "mask", path=str(tmp_path / "shape.npy")), (8, 8), (32, 32))
+        region_mask(RegionSpec("m", mask=str(tmp_path / "shape.npy")), (8, 8), (32, 32))
     np.save(tmp_path / "range.npy", np.full((8, 8), 1.5, np.float32))
     with pytest.raises(RegionError, match=r"expected values in \[0, 1\].*received range \[1.5, 1.5\]"):
-        region_mask(RegionConfig("m", "mask", path=str(tmp_path / "range.npy")), (8, 8), (32, 32))
+        region_mask(RegionSpec("m", mask=str(tmp_path / "range.npy")), (8, 8), (32, 32))
     np.save(tmp_path / "empty.npy", np.zeros((8, 8), np.float32))
     with pytest.raises(RegionError, match="empty"):
-        region_mask(RegionConfig("m", "mask", path=str(tmp_path / "empty.npy")), (8, 8), (32, 32))
+        region_mask(RegionSpec("m", mask=str(tmp_path / "empty.npy")), (8, 8), (32, 32))
     np.save(tmp_path / "full.npy", np.ones((8, 8), np.float32))
     with pytest.raises(RegionError, match="whole image"):
-        region_mask(RegionConfig("m", "mask", path=str(tmp_path / "full.npy")), (8, 8), (32, 32))
+        region_mask(RegionSpec("m", mask=str(tmp_path / "full.npy")), (8, 8), (32, 32))
     with pytest.raises(RegionError, match="not found"):
-        region_mask(RegionConfig("m", "mask", path=str(tmp_path / "missing.npy")), (8, 8), (32, 32))
+        region_mask(RegionSpec("m", mask=str(tmp_path / "missing.npy")), (8, 8), (32, 32))
     (tmp_path / "junk.npy").write_bytes(b"not an array")
     with pytest.raises(RegionError, match="cannot read"):
-        region_mask(RegionConfig("m", "mask", path=str(tmp_path / "junk.npy")), (8, 8), (32, 32))
+        region_mask(RegionSpec("m", mask=str(tmp_path / "junk.npy")), (8, 8), (32, 32))
 
 
 def test_validate_mask():
@@ -257,30 +259,39 @@ def test_validate_mask():
 
 
 @pytest.mark.parametrize(
-    "kwargs,match",
+    "kwargs,field,match",
     [
-        ({"name": "a", "kind": "circle"}, r"kind: expected one of \['box', 'mask', 'preset', 'part'\]"),
-        ({"name": "a/b", "kind": "box", "box": (0, 0, 0.5, 0.5)}, "name"),
-        ({"name": "a", "kind": "box"}, "four finite numbers"),
-        ({"name": "a", "kind": "box", "box": (0, 0, 0.5, 0.5), "units": "cm"}, "units"),
-        ({"name": "a", "kind": "box", "box": (0, 0, 0.5, 0.5), "path": "m.npy"}, "'path' is not used"),
-        ({"name": "a", "kind": "mask"}, "needs path"),
-        ({"name": "a", "kind": "mask", "path": "m.jpg"}, r"\.npy or \.png"),
-        ({"name": "a", "kind": "mask", "path": "m.npy", "labels": ()}, "labels"),
-        ({"name": "a", "kind": "preset", "preset": "ffhq:ears"}, r"'ffhq:eyes'.*received 'ffhq:ears'"),
-        ({"name": "a", "kind": "part"}, "needs part"),
+        ({"name": "a"}, "", "expected exactly one of box, mask, preset, part"),
+        ({"name": "a", "box": (0, 0, 0.5, 0.5), "mask": "m.npy"}, "", "exactly one of"),
+        ({"name": "a/b", "box": (0, 0, 0.5, 0.5)}, "", "name"),
+        ({"name": "a", "box": (0, 0, 0.5)}, "box", "four finite numbers"),
+        ({"name": "a", "box": (0.5, 0, 0.2, 0.5)}, "box", "y1 > y0"),
+        ({"name": "a", "box": (0, 0, 0.5, 1.5)}, "box", "normalized"),
+        ({"name": "a", "box": (0, 0, 0.5, 0.5), "units": "cm"}, "units", "units|normalized"),
+        ({"name": "a", "box": (0, 0, 0.5, 0.5), "labels": (1,)}, "labels", "mask file only"),
+        ({"name": "a", "mask": "m.jpg"}, "mask", r"\.npy or \.png"),
+        ({"name": "a", "mask": "m.npy", "labels": ()}, "labels", "labels|integers"),
+        ({"name": "a", "preset": "ffhq:ears"}, "preset", r"did you mean 'ffhq:eyes'"),
+        ({"name": "a", "part": ""}, "part", "part name"),
     ],
 )
-def test_bad_configs(kwargs, match):
-    with pytest.raises(RegionError, match=match):
-        RegionConfig(**kwargs)
+def test_bad_regions(kwargs, field, match):
+    with pytest.raises(RegionError, match=match) as exc:
+        RegionSpec(**kwargs)
+    assert exc.value.field == field
 
 
-def test_from_dict():
-    cfg = RegionConfig.from_dict({"kind": "box", "box": [0.1, 0.2, 0.3, 0.4]}, name="eyes")
-    assert cfg == RegionConfig("eyes", "box", box=(0.1, 0.2, 0.3, 0.4))
-    with pytest.raises(RegionError, match=r"unknown keys \['colour'\]"):
-        RegionConfig.from_dict({"name": "x", "kind": "box", "colour": 1})
+def test_spec_names_the_region_field():
+    """The job spec reports a region error under regions.<name>.<field> (one region type)."""
+    from lrgan_dist.spec import SpecError, parse_spec
+
+    base = {"generator": {"kind": "synthetic"}, "samples": {"count": 2}}
+    with pytest.raises(SpecError) as exc:
+        parse_spec({**base, "regions": {"eyes": {"mask": "m.jpg"}}})
+    assert exc.value.field == "regions.eyes.mask"
+    with pytest.raises(SpecError) as exc:
+        parse_spec({**base, "regions": {"eyes": {"box": [0, 0, 1, 1], "colour": 1}}})
+    assert exc.value.field.startswith("regions.eyes")
 
 
 # ----------------------------------------------------------------------------- parts
@@ -298,14 +309,14 @@ class FakePartGen:
 
 
 def test_part_masks():
-    cfg = RegionConfig("eyes", "part", part="eyes")
+    cfg = RegionSpec("eyes", part="eyes")
     with pytest.raises(RegionError, match="needs the generator"):
         region_mask(cfg, (4, 4), (16, 16))
     m = part_masks(cfg, FakePartGen(), np.zeros((3, 5)), (4, 4))
     assert m.shape == (3, 4, 4) and m[2, 2, :2].tolist() == [1.0, 1.0]
-    mouth = part_masks(RegionConfig("mouth", "part", part="mouth"), FakePartGen(), np.zeros((3, 5)), (4, 4))
+    mouth = part_masks(RegionSpec("mouth", part="mouth"), FakePartGen(), np.zeros((3, 5)), (4, 4))
     assert mouth[1:].sum() == 0  # per-sample empties allowed; the engine flags them
     with pytest.raises(RegionError, match=r"part: expected one of \['eyes', 'mouth'\], received 'hair'"):
-        part_masks(RegionConfig("h", "part", part="hair"), FakePartGen(), np.zeros((3, 5)), (4, 4))
+        part_masks(RegionSpec("h", part="hair"), FakePartGen(), np.zeros((3, 5)), (4, 4))
     with pytest.raises(RegionError, match="part_masks"):
         part_masks(cfg, object(), np.zeros((3, 5)), (4, 4))

@@ -26,21 +26,15 @@ import numpy as np
 import torch
 
 from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, to_uint8_preview
-from lrgan_dist.regions import RegionConfig, part_masks, region_mask
-from lrgan_dist.spec import JobSpec, RegionSpec, SpecError
+from lrgan_dist.regions import part_masks, region_mask
+from lrgan_dist.spec import JobSpec, SpecError
 from lrgan_dist.store.zarrstore import DONE, FAILED, Layout, Store
 from lrgan_dist.apply.build import analysis_grid, finite_rows, make_generator, pick_device, preview_hw
 
 # Seconds to sleep per unit; only the fault-tolerance tests set it.
 _TEST_DELAY = float(os.environ.get("LRGAN_TEST_UNIT_DELAY", "0") or 0)
 
-__all__ = ["JacobianWorker", "plan_layout", "static_region_masks", "region_config"]
-
-
-def region_config(spec: JobSpec, r: RegionSpec) -> RegionConfig:
-    path = str(spec.resolve_path(r.mask)) if r.mask is not None else None
-    return RegionConfig(name=r.name, kind=r.kind, box=r.box, units=r.units, path=path, preset=r.preset,
-                        part=r.part, labels=r.labels)
+__all__ = ["JacobianWorker", "plan_layout", "static_region_masks"]
 
 
 def static_region_masks(spec: JobSpec, grid: tuple[int, int], image_hw: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -49,7 +43,7 @@ def static_region_masks(spec: JobSpec, grid: tuple[int, int], image_hw: tuple[in
     for r in spec.regions:
         if r.part is not None:
             continue
-        out[r.name] = region_mask(region_config(spec, r), grid, image_hw, n_samples=spec.samples.count)
+        out[r.name] = region_mask(spec.resolve_region(r), grid, image_hw, n_samples=spec.samples.count)
     return out
 
 
@@ -136,7 +130,7 @@ class JacobianWorker:
         out = []
         for r in L.regions:
             if r in self.parts:
-                cfg = region_config(self.spec, self.spec.region(r))
+                cfg = self.spec.resolve_region(self.spec.region(r))
                 with torch.no_grad():
                     m = torch.as_tensor(part_masks(cfg, self.generator, x.to(self.device), L.grid))
             elif r in L.per_sample_masks:
