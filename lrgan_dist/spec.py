@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 import math
 import re
@@ -42,6 +41,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from lrgan_dist.regions import RegionError, RegionSpec
+from lrgan_dist.core.digest import file_sha256, json_sha256
 
 __all__ = [
     "SpecError",
@@ -173,10 +173,10 @@ class JobSpec:
         for name, r in keep["regions"].items():
             if "mask" in r:
                 p = self.resolve_path(r["mask"])
-                r = dict(r, mask_sha256=_file_sha256(p) if p.exists() else None)
+                r = dict(r, mask_sha256=file_sha256(p) if p.exists() else None)
                 r.pop("mask")
                 keep["regions"][name] = r
-        return _sha(keep)
+        return json_sha256(keep)
 
     def resolve_path(self, p: str) -> Path:
         path = Path(p).expanduser()
@@ -544,10 +544,3 @@ def _plain(obj: Any) -> Any:
         return [_plain(v) for v in obj]
     return obj
 
-
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -82,6 +82,7 @@ import torch
 from torch import Tensor, nn
 
 from lrgan_dist.generators.base import GeneratorError, assert_shape, latent_rng, register
+from lrgan_dist.core.digest import file_sha256
 
 __all__ = ["BigGANGenerator", "make_biggan", "truncated_normal", "load_biggan_checkpoint",
            "check_config", "write_random_checkpoint", "CONFIG_NAME", "WEIGHTS_NAME"]
@@ -233,16 +234,8 @@ def load_biggan_checkpoint(directory: str | os.PathLike, dtype: torch.dtype = to
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
     model = model.to(dtype).eval().requires_grad_(False)
     info = {"source": str(d), "format": "pytorch-pretrained-biggan", "config": cfg,
-            "weights_sha256": _sha256(w_path), "config_sha256": _sha256(cfg_path)}
+            "weights_sha256": file_sha256(w_path), "config_sha256": file_sha256(cfg_path)}
     return model, info
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_random_checkpoint(directory: str | os.PathLike, seed: int = 0, perturb: float = 0.1,

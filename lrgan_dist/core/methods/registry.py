@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -14,6 +12,7 @@ from lrgan_dist.core.lowrankgan import (
     _sign_fix,
 )
 from lrgan_dist.core.shapes import assert_shape
+from lrgan_dist.core.digest import json_sha256
 
 
 @dataclass
@@ -96,9 +95,7 @@ class Method:
         for f in self.hash_omit_default:
             if params.get(f) == getattr(defaults, f):
                 params.pop(f)
-        blob = json.dumps({"name": self.name, "params": params},
-                          sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return json_sha256({"name": self.name, "params": params})[:12]
 
     def __repr__(self) -> str:
         return f"get_method({self.name!r}, **{dataclasses.asdict(self.params)!r})"

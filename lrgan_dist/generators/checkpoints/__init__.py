@@ -85,7 +85,6 @@ within a layer:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import pickle
 import re
@@ -94,7 +93,6 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Mapping
 
-import numpy as np
 import torch
 
 from lrgan_dist.generators.base import GeneratorError
@@ -105,6 +103,7 @@ from lrgan_dist.generators.checkpoints.unpickler import (
     safe_unpickle,
 )
 from lrgan_dist.generators.stylegan2.net import Generator, setup_filter
+from lrgan_dist.core.digest import file_sha256, to_jsonable
 
 __all__ = [
     "UnsafeCheckpointError",
@@ -136,14 +135,6 @@ class Checkpoint:
 
     def info(self) -> dict[str, Any]:
         return {"format": self.format, "source": self.source, "init_kwargs": self.init_kwargs, **self.meta}
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # A legacy (pre-zip) torch.save stream starts with this pickled magic number.
@@ -240,7 +231,7 @@ def load_nvidia_pickle(path_or_file: str | os.PathLike | BinaryIO, key: str = "G
         source = os.fspath(path_or_file)
         with open(source, "rb") as f:
             data = safe_unpickle(f, source)
-        digest = _sha256(source)
+        digest = file_sha256(source)
     else:
         source, digest = "<stream>", None
         data = safe_unpickle(path_or_file, source)
@@ -272,9 +263,9 @@ def load_nvidia_pickle(path_or_file: str | os.PathLike | BinaryIO, key: str = "G
         "persistence_version": g.version,
         "module_src_sha256": g.module_src_sha256,
         "module_src_executed": False,
-        "training_set_kwargs": _jsonable(tsk) if isinstance(tsk, dict) else None,
+        "training_set_kwargs": to_jsonable(tsk) if isinstance(tsk, dict) else None,
     }
-    return Checkpoint("nvidia-pkl", source, _jsonable(kwargs), {k: v.detach() for k, v in sd.items()}, meta)
+    return Checkpoint("nvidia-pkl", source, to_jsonable(kwargs), {k: v.detach() for k, v in sd.items()}, meta)
 
 
 def infer_architecture(state_dict: Mapping[str, Any]) -> str:
@@ -326,22 +317,6 @@ def build_network(ckpt: Checkpoint, dtype: torch.dtype = torch.float32) -> Gener
                                  f"(corrupt file?)")
     net.load_state_dict({k: v.to(torch.float32) for k, v in got.items()}, strict=True)
     return net.to(dtype).eval().requires_grad_(False)
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, torch.Tensor):
-        return v.tolist() if v.numel() <= 64 else f"<tensor {list(v.shape)}>"
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    return repr(v)
 
 
 # --------------------------------------------------------------------------- rosinality
@@ -527,7 +502,7 @@ def load_rosinality(path: str | os.PathLike, lr_mlp: float = 0.01, key: str = "g
         raise GeneratorError(f"checkpoint {source}: latent_avg: expected a tensor, "
                              f"received {type(latent_avg).__name__}")
     sd, init_kwargs, notes = rosinality_to_official(ckpt[key], latent_avg, lr_mlp=lr_mlp, source=source)
-    meta: dict[str, Any] = {"key": key, "sha256": _sha256(source), "lr_mlp": lr_mlp, **notes}
+    meta: dict[str, Any] = {"key": key, "sha256": file_sha256(source), "lr_mlp": lr_mlp, **notes}
     if latent_avg is None:
         # Truncation centre not stored: estimate it like rosinality's mean_latent.
         zeros = {**sd, "mapping.w_avg": torch.zeros(init_kwargs["w_dim"])}

@@ -74,10 +74,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from lrgan_dist.core.digest import to_jsonable
 
 __all__ = [
     "ARCHITECTURES",
@@ -544,8 +544,8 @@ class Generator(nn.Module):
         self.img_resolution, self.img_channels = int(img_resolution), int(img_channels)
         self.init_kwargs = dict(z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim,
                                 img_resolution=self.img_resolution, img_channels=self.img_channels,
-                                mapping_kwargs=_jsonable(mapping_kwargs),
-                                synthesis_kwargs=_jsonable(synthesis_kwargs))
+                                mapping_kwargs=to_jsonable(mapping_kwargs),
+                                synthesis_kwargs=to_jsonable(synthesis_kwargs))
         self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
                                           **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
@@ -562,13 +562,3 @@ class Generator(nn.Module):
             if isinstance(m, (SynthesisLayer, ToRGBLayer)):
                 m.fused_modconv = bool(fused)
         return self
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
