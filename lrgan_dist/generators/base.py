@@ -76,7 +76,7 @@ def _load_builtin() -> None:
     # protocol does not pull in every adapter.
     import importlib
 
-    for mod in ("synthetic", "stylegan2", "biggan", "module"):
+    for mod in ("synthetic", "stylegan2", "biggan", "dcgan", "module"):
         try:
             importlib.import_module(f"lrgan_dist.generators.{mod}")
         except ModuleNotFoundError as exc:  # adapter not present in this build
