@@ -178,9 +178,10 @@ def _check_dilate(dilate_px: float) -> float:
 def hull_mask(points: np.ndarray, grid: Sequence[int], dilate_px: float = 0.0) -> np.ndarray:
     """Convex hull of ``points`` [m, 2] (normalised x, y) -> mask [h, w] float32 in {0, 1}.
 
-    A pixel is in when its centre is inside the hull (half-plane tests against every edge)
-    or within ``dilate_px`` grid pixels of it.  Fewer than 3 non-collinear points give the
-    pixels within ``max(dilate_px, 0.5)`` of the point / segment.
+    A pixel is in when its centre is inside the closed hull (half-plane tests against every
+    edge; centres on an edge count as inside) or within ``dilate_px`` grid pixels of it.
+    Fewer than 3 non-collinear points give the pixels within ``max(dilate_px, √½)`` of the
+    point / segment (√½: every point's own pixel is in).
     """
     h, w = _check_grid(grid)
     r = _check_dilate(dilate_px)
@@ -199,7 +200,7 @@ def hull_mask(points: np.ndarray, grid: Sequence[int], dilate_px: float = 0.0) -
         if r > 0:
             inside |= _segment_distance(px, py, a, b) <= r
     else:
-        inside = _segment_distance(px, py, a, b) <= max(r, 0.5)
+        inside = _segment_distance(px, py, a, b) <= max(r, np.sqrt(0.5))  # at least each point's own pixel
     return inside.reshape(h, w).astype(np.float32)
 
 
