@@ -51,9 +51,11 @@ them.  Landmarks are normalised, so upsampling does not change their meaning.  m
 imported only when a detector is created.  Install: ``pip install 'lrgan-dist[faces]'`` plus
 ``pip install --no-deps mediapipe==0.10.14`` (its metadata pins protobuf < 5, which
 breaks Ray's protobuf ≥ 6 stack; the faces extra brings its other dependencies and a
-protobuf 6 that both run with).  With protobuf ≥ 5, mediapipe 0.10.14's packet getter
-calls the removed ``SymbolDatabase.GetPrototype``; the detector installs that one method
-(as ``message_factory.GetMessageClass``) on protobuf's class when it is missing.  Later
+protobuf 6 that both run with).  With protobuf ≥ 5, mediapipe 0.10.14 calls the removed
+``SymbolDatabase.GetPrototype`` / ``MessageFactory.GetPrototype``; before importing it, the
+detector installs those methods (as ``message_factory.GetMessageClass``) on protobuf's
+classes where they are missing.  protobuf 7 also drops ``FieldDescriptor.label``, which
+mediapipe needs and which cannot be added to the C type: hence protobuf < 7.  Later
 mediapipe releases (0.10.30+) no longer ship ``solutions.face_mesh`` nor its model.
 
 Intended job-spec form (integration with the spec and the jacobians stage is the
@@ -252,24 +254,29 @@ def _groups(name: str) -> tuple[tuple[int, ...], ...]:
 
 def _import_face_mesh() -> Any:
     try:
+        _protobuf_compat()
         from mediapipe.python.solutions import face_mesh
     except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install (protobuf mismatch …)
         raise LandmarkError(f"landmark regions need mediapipe (Face Mesh); install with `{FACES_INSTALL}` "
                             f"(import failed: {type(exc).__name__}: {str(exc)[:200]})") from None
-    _protobuf_compat()
     return face_mesh
 
 
 def _protobuf_compat() -> None:
-    # mediapipe 0.10.14's packet_getter calls SymbolDatabase.GetPrototype, removed from
-    # protobuf >= 5; GetMessageClass is its replacement (same result for a descriptor).
+    # mediapipe 0.10.14 (built for protobuf 4) calls SymbolDatabase.GetPrototype and
+    # MessageFactory.GetPrototype, removed from protobuf >= 5; GetMessageClass is their
+    # replacement (same class for a descriptor).  Installed only where missing.
     from google.protobuf import message_factory, symbol_database
 
-    if not hasattr(symbol_database.SymbolDatabase, "GetPrototype") and hasattr(message_factory, "GetMessageClass"):
-        def _get_prototype(self: Any, descriptor: Any) -> Any:
-            return message_factory.GetMessageClass(descriptor)
+    if not hasattr(message_factory, "GetMessageClass"):
+        return  # protobuf 4: the methods exist
 
-        symbol_database.SymbolDatabase.GetPrototype = _get_prototype
+    def _get_prototype(self: Any, descriptor: Any) -> Any:
+        return message_factory.GetMessageClass(descriptor)
+
+    for cls in (symbol_database.SymbolDatabase, message_factory.MessageFactory):
+        if not hasattr(cls, "GetPrototype"):
+            cls.GetPrototype = _get_prototype
 
 
 def _check_images(images: Any) -> np.ndarray:
@@ -303,8 +310,14 @@ class FaceMeshDetector:
         self.upsample_to = upsample_to
         self.min_detection_confidence = float(min_detection_confidence)
         fm = _import_face_mesh()
-        self._mesh = fm.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-                                 min_detection_confidence=self.min_detection_confidence)
+        try:
+            self._mesh = fm.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                                     min_detection_confidence=self.min_detection_confidence)
+        except Exception as exc:  # noqa: BLE001 - e.g. protobuf 7 (no FieldDescriptor.label)
+            from google.protobuf import __version__ as pb
+            raise LandmarkError(f"mediapipe Face Mesh could not start ({type(exc).__name__}: {str(exc)[:200]}); "
+                                f"mediapipe 0.10.14 runs with protobuf >= 4.25.3, < 7 (installed: {pb}); "
+                                f"install with `{FACES_INSTALL}`") from None
 
     def detect(self, images: Any) -> list[tuple[np.ndarray | None, str]]:
         """images uint8 [n, H, W, 3] -> [(landmarks [468, 2] float32 | None, reason)]; reason '' when found."""
