@@ -223,3 +223,63 @@ def test_blank_image_is_not_a_face(detector, faces):
     assert reasons[0] == "" and "no face" in reasons[1]
     assert masks["eyes"][1].sum() == 0 and masks["mouth"][1].sum() == 0
     assert masks["eyes"][0].sum() > 0
+
+
+# --------------------------------------------------------------------------- the adapter, with a stand-in mesh
+
+
+class _FakeMesh:
+    """Stands in for mediapipe's FaceMesh: a face (a fixed landmark set) unless the image is uniform."""
+
+    seen: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def process(self, img):
+        from types import SimpleNamespace
+
+        _FakeMesh.seen.append((img.shape, img.dtype))
+        if img.min() == img.max():
+            return SimpleNamespace(multi_face_landmarks=None)
+        rng = np.random.default_rng(0)
+        pts = [SimpleNamespace(x=float(a), y=float(b), z=0.0) for a, b in rng.uniform(0.2, 0.8, (NUM_LANDMARKS, 2))]
+        return SimpleNamespace(multi_face_landmarks=[SimpleNamespace(landmark=pts)])
+
+    def close(self):
+        pass
+
+
+def test_detector_adapter_with_stand_in_mesh(monkeypatch):
+    from types import SimpleNamespace
+
+    import lrgan_dist.landmarks as L
+
+    monkeypatch.setattr(L, "_import_face_mesh", lambda: SimpleNamespace(FaceMesh=_FakeMesh))
+    _FakeMesh.seen = []
+    imgs = np.zeros((3, 64, 48, 3), np.uint8)
+    imgs[0, 10:20, 10:20] = 200
+    imgs[2, :, :24] = 50
+    with L.FaceMeshDetector() as det:
+        assert det._mesh.kwargs == {"static_image_mode": True, "max_num_faces": 1, "refine_landmarks": False,
+                                    "min_detection_confidence": 0.5}
+        masks, found, reasons = landmark_masks(imgs, ["eyes", "face"], (16, 12), dilate_px=0, detector=det)
+    assert found.tolist() == [True, False, True]
+    assert reasons[1].startswith("no face detected") and reasons[0] == reasons[2] == ""
+    assert masks["eyes"].shape == (3, 16, 12) and masks["eyes"].dtype == np.float32
+    assert masks["eyes"][1].sum() == 0 and masks["face"][0].sum() > 0
+    # upsampled to a short side of 256 before detection (64 x 48 -> 341 x 256), still uint8 RGB
+    assert _FakeMesh.seen[0] == ((341, 256, 3), np.uint8)
+
+
+def test_mesh_that_cannot_start_is_a_landmark_error(monkeypatch):
+    from types import SimpleNamespace
+
+    import lrgan_dist.landmarks as L
+
+    def broken(**kwargs):
+        raise AttributeError("'FieldDescriptor' object has no attribute 'label'")
+
+    monkeypatch.setattr(L, "_import_face_mesh", lambda: SimpleNamespace(FaceMesh=broken))
+    with pytest.raises(LandmarkError, match=r"protobuf >= 4\.25\.3, < 7.*lrgan-dist\[faces\]"):
+        L.FaceMeshDetector()
