@@ -278,3 +278,40 @@ def test_spec_validate_accepts_package_checkpoint(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     spec = json.loads(out.stdout)["spec"]
     assert spec["generator"] == {"kind": "dcgan", "params": {"checkpoint": PKG_CKPT}}
+
+
+def _job(tmp_path, checkpoint: str) -> Path:
+    job = tmp_path / "job.yaml"
+    job.write_text(textwrap.dedent(f"""
+        generator:
+          kind: dcgan
+          params: {{checkpoint: {checkpoint}}}
+        regions:
+          eyes: {{box: [0.3, 0.2, 0.5, 0.8]}}
+        samples: {{count: 4, seed: 0}}
+    """))
+    return job
+
+
+def test_cli_render_bad_package_exits_2(tmp_path):
+    job = _job(tmp_path, "{package: no_such_pkg_lrgan, path: weights.tar}")
+    out = subprocess.run([sys.executable, "-m", "lrgan_dist", "render", str(job), "--seeds", "0-1",
+                          "--out", str(tmp_path / "o.npz")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "generator.params.checkpoint" in out.stderr and "no_such_pkg_lrgan" in out.stderr
+
+
+@needs_pkg
+def test_cli_render_package_checkpoint(tmp_path):
+    job = _job(tmp_path, "{package: gan_face_generate, path: weights.tar}")
+    out = subprocess.run([sys.executable, "-m", "lrgan_dist", "render", str(job), "--seeds", "0-3",
+                          "--out", str(tmp_path / "o.npz")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import numpy as np
+
+    imgs = np.load(tmp_path / "o.npz")["images"]
+    G = build_generator("dcgan", {"checkpoint": PKG_CKPT})
+    with torch.no_grad():
+        ref = G.forward(G.sample_latents(0, range(4))).numpy()
+    assert imgs.shape == (4, 3, 64, 64)
+    np.testing.assert_allclose(imgs, ref, atol=1e-6)
