@@ -70,23 +70,24 @@ and stores ``found`` / ``reasons`` per sample.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 __all__ = [
-    "LandmarkError",
+    "FACES_INSTALL",
     "LANDMARK_SETS",
     "NUM_LANDMARKS",
+    "FaceMeshDetector",
+    "LandmarkError",
     "convex_hull",
     "hull_mask",
-    "polygon_mask",
-    "set_mask",
-    "FaceMeshDetector",
     "landmark_masks",
     "landmark_points",
-    "FACES_INSTALL",
+    "polygon_mask",
+    "set_mask",
 ]
 
 NUM_LANDMARKS = 468
@@ -327,13 +328,13 @@ class FaceMeshDetector:
             res = self._mesh.process(_upsample(img, self.upsample_to))
             faces = res.multi_face_landmarks
             if not faces:
-                out.append((None, f"no face detected (Face Mesh, min_detection_confidence="
-                                  f"{self.min_detection_confidence})"))
+                reason = f"no face detected (Face Mesh, min_detection_confidence={self.min_detection_confidence})"
+                out.append((None, reason))
                 continue
             lm = np.array([(p.x, p.y) for p in faces[0].landmark], dtype=np.float32)
             if lm.shape != (NUM_LANDMARKS, 2) or not np.isfinite(lm).all():
-                out.append((None, f"detector returned {lm.shape[0]} landmarks or non-finite ones; "
-                                  f"expected {NUM_LANDMARKS}"))
+                reason = f"detector returned {lm.shape[0]} landmarks or non-finite ones; expected {NUM_LANDMARKS}"
+                out.append((None, reason))
                 continue
             out.append((lm, ""))
         return out
@@ -343,10 +344,10 @@ class FaceMeshDetector:
             self._mesh.close()
             self._mesh = None
 
-    def __enter__(self) -> "FaceMeshDetector":
+    def __enter__(self) -> FaceMeshDetector:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

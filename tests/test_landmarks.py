@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as MplPath
 
-from lrgan_dist.landmarks import (LANDMARK_SETS, NUM_LANDMARKS, LandmarkError, convex_hull, hull_mask,
-                                  landmark_masks, landmark_points, polygon_mask, set_mask)
+from lrgan_dist.landmarks import (
+    LANDMARK_SETS,
+    NUM_LANDMARKS,
+    LandmarkError,
+    convex_hull,
+    hull_mask,
+    landmark_masks,
+    landmark_points,
+    polygon_mask,
+    set_mask,
+)
 
 
 def centres(h: int, w: int) -> np.ndarray:
@@ -185,6 +194,10 @@ def faces():
     return ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def centroid_row(m: np.ndarray) -> float:
+    return float((m * np.arange(m.shape[0], dtype=np.float64)[:, None]).sum() / m.sum())
+
+
 def test_face_mesh_regions_on_dcgan_faces(detector, faces):
     h = w = 64
     sets = ["eyes", "left_eye", "right_eye", "mouth", "nose"]
@@ -203,11 +216,6 @@ def test_face_mesh_regions_on_dcgan_faces(detector, faces):
             rows = np.clip(np.floor(pts[:, 1] * h).astype(int), 0, h - 1)
             cols = np.clip(np.floor(pts[:, 0] * w).astype(int), 0, w - 1)
             assert m[rows, cols].all(), (i, s)  # every landmark's pixel is covered
-        row = np.arange(h, dtype=np.float64)[:, None]
-
-        def centroid_row(m):
-            return float((m * row).sum() / m.sum())
-
         assert centroid_row(masks["eyes"][i]) < centroid_row(masks["nose"][i]) < centroid_row(masks["mouth"][i])
         # the subject's left eye is on the image's right
         col = np.arange(w, dtype=np.float64)[None, :]

