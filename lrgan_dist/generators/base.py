@@ -78,7 +78,7 @@ def _load_builtin() -> None:
     # protocol does not pull in every adapter.
     import importlib
 
-    for mod in ("synthetic", "stylegan2.adapter", "biggan", "module"):
+    for mod in ("synthetic", "stylegan2.adapter", "biggan", "dcgan", "module"):
         try:
             importlib.import_module(f"lrgan_dist.generators.{mod}")
         except ModuleNotFoundError as exc:  # adapter not present in this build

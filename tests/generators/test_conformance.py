@@ -1,7 +1,8 @@
 """Conformance suite: every generator adapter must pass these (DESIGN.md §9, zarr's StoreTests).
 
 Adapters under test: the synthetic generator, StyleGAN2 (random weights; w and W+ with a
-layer subset), BigGAN (random weights written in the package's checkpoint format) and a
+layer subset), BigGAN (random weights written in the package's checkpoint format), DCGAN
+(random weights) and a
 ``kind: module`` user generator (``tiny_module_gen.py``).  Each is built from a job spec
 with :func:`lrgan_dist.apply.build.make_generator`, as the pipeline does.
 
@@ -35,6 +36,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "stylegan2-w": ({"kind": "stylegan2", "params": {"random_init": SG2}}, {"space": "w", "truncation": 0.8}),
     "stylegan2-wplus": ({"kind": "stylegan2", "params": {"random_init": SG2}}, {"space": "wplus", "layers": [2, 3]}),
     "biggan": ({"kind": "biggan", "params": {"checkpoint": "{biggan}", "classes": "sample"}}, {"truncation": 0.5}),
+    "dcgan": ({"kind": "dcgan", "params": {"random_init": {"seed": 0}, "nz": 24, "ngf": 8}}, {}),
     "module": ({"kind": "module", "params": {"factory": "tiny_module_gen:make",
                                               "kwargs": {"latent_dim": 8, "resolution": 16, "seed": 3}}}, {}),
 }
