@@ -1,4 +1,12 @@
-"""Ray session management and a fault-tolerant actor pool.
+"""Ray runtime: session, resources, actor pool, task waiting — the one place for each.
+
+Every stage (:mod:`lrgan_dist.pipeline.stages`) schedules its work through this module:
+:func:`worker_resources` decides actors, CPUs, GPUs and torch threads once per run;
+:class:`ActorPool` feeds work units to long-lived actors (generator replicas);
+:func:`run_tasks` submits stateless Ray tasks and waits for them; :func:`ray_session`
+owns the session, turns a worker's exception back into the worker's own exception
+(one line for the CLI, the remote traceback kept as ``__cause__`` for ``--debug``), and
+maps SIGTERM to the same path as Ctrl-C (:class:`KeyboardInterrupt`).
 
 Why Ray core actors and not Ray Data's actor-pool strategy: a work unit here is one
 store chunk whose *writer* must be unique and whose completion must be observable
@@ -8,10 +16,10 @@ task, retried as a whole" contract, and its backpressure and block sizing would 
 materialisation step we do not need. A small pool of long-lived actors (each holding
 one generator replica, one GPU when present) fed chunk-aligned units gives us
 one-writer-per-chunk by construction, per-unit retries on actor or node loss, and
-progress reporting, in ~100 lines.
+progress reporting.
 
 Sessions: ``address`` None/"local" starts an embedded Ray instance on this machine
-(node address 127.0.0.1, dashboard on 127.0.0.1, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``)
+(node address 127.0.0.1, dashboard off, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``)
 and stops it at the end; ``auto`` or ``ray://…`` connects to a running cluster and
 leaves it running.  Caveat, measured on Ray 2.60 (tests/pipeline/test_loopback.py): on a machine
 with a routable address Ray's core services still *listen* on all interfaces (GCS,
@@ -25,12 +33,61 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["ray_session", "ActorPool", "cluster_resources", "progress"]
+__all__ = ["ray_session", "ActorPool", "Resources", "StageContext", "StageHooks", "worker_resources",
+           "run_tasks", "remote_cause", "cluster_resources", "progress", "actor_class"]
+
+
+# ----------------------------------------------------------------------------- session
+
+
+def remote_cause(exc: BaseException) -> BaseException:
+    """The worker's own exception behind a Ray error (itself when there is none)."""
+    from ray.exceptions import RayTaskError
+
+    seen = 0
+    while isinstance(exc, RayTaskError) and getattr(exc, "cause", None) is not None and seen < 10:
+        exc = exc.cause
+        seen += 1
+    return exc
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread (Ray's own handler would exit
+    the process mid-write and dump a native stack)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _worker_errors() -> Iterator[None]:
+    from ray.exceptions import RayTaskError
+
+    try:
+        yield
+    except RayTaskError as exc:
+        cause = remote_cause(exc)
+        if cause is exc or not isinstance(cause, Exception):
+            raise
+        raise cause from exc  # the remote traceback stays reachable (--debug prints the chain)
 
 
 @contextlib.contextmanager
@@ -39,7 +96,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
     import ray
 
     if ray.is_initialized():
-        yield ray
+        with _sigterm_as_interrupt(), _worker_errors():
+            yield ray
         return
     local = address in (None, "", "local")
     if local:
@@ -61,7 +119,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
     else:
         ray.init(address=address, logging_level="WARNING")
     try:
-        yield ray
+        # installed after ray.init, which sets a SIGTERM handler of its own for drivers
+        with _sigterm_as_interrupt(), _worker_errors():
+            yield ray
     finally:
         ray.shutdown()
 
@@ -95,9 +155,122 @@ def progress(description: str, total: int, enabled: bool = True) -> Iterator[Cal
         yield lambda n=1: bar.advance(task, n)
 
 
+# ----------------------------------------------------------------------------- resources and context
+
+
+@dataclass(frozen=True)
+class Resources:
+    actors: int  # generator replicas the cluster can hold
+    cpus: float  # per actor or task
+    gpus: float  # per actor
+    threads: int  # torch threads per actor or task
+
+
+def worker_resources(spec: Any, ray: Any) -> Resources:
+    """Actors, CPUs, GPUs per actor and torch threads, from the spec's compute section and the cluster."""
+    res = ray.cluster_resources()
+    gpus_total = int(res.get("GPU", 0))
+    c = spec.compute
+    gpus = c.gpus_per_actor if c.gpus_per_actor is not None else (1.0 if gpus_total and c.device != "cpu" else 0.0)
+    if c.actors is not None:
+        actors = c.actors
+    elif gpus > 0:
+        actors = max(1, int(gpus_total / gpus))
+    else:
+        actors = max(1, int(res.get("CPU", 1) // c.cpus_per_actor))
+    threads = c.torch_threads or max(1, int(c.cpus_per_actor))
+    return Resources(actors=actors, cpus=c.cpus_per_actor, gpus=gpus, threads=threads)
+
+
+class StageHooks:
+    """Called by workers at the start of every work unit; the default does nothing.
+
+    Injected through :func:`~lrgan_dist.pipeline.scheduler.submit` (``hooks=``) and shipped
+    to the workers with their arguments, so it must pickle. Fault-injection tests pass a
+    subclass (:mod:`lrgan_dist.testing.faults`); production code never reads test settings.
+    """
+
+    def before_unit(self, stage: str, unit: Any) -> None:
+        return None
+
+
+@dataclass
+class StageContext:
+    """What a stage's ``run(ctx)`` gets: the job, its store, the Ray session and options."""
+
+    spec: Any
+    store: Any
+    ray: Any
+    show_progress: bool = True
+    retry_failed: bool = False
+    hooks: StageHooks = field(default_factory=StageHooks)
+    _resources: Resources | None = None
+
+    @property
+    def resources(self) -> Resources:
+        if self._resources is None:
+            self._resources = worker_resources(self.spec, self.ray)
+        return self._resources
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+def run_tasks(ctx: StageContext, fn: Callable[..., Any], calls: Sequence[tuple[Any, tuple]], description: str,
+              weight: Callable[[Any], int] = lambda key: 1, on_result: Callable[[Any, Any], None] | None = None) -> int:
+    """Run ``fn(*args)`` as one Ray task per ``(key, args)``; advance a progress bar by
+    ``weight(key)`` as each finishes (in completion order). Returns the number of tasks."""
+    ray = ctx.ray
+    if not calls:
+        return 0
+    task = ray.remote(fn).options(num_cpus=ctx.resources.cpus, max_retries=ctx.spec.compute.max_retries)
+    refs = {task.remote(*args): key for key, args in calls}
+    with progress(description, sum(weight(k) for k in refs.values()), ctx.show_progress) as advance:
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for r in ready:
+                out = ray.get(r)
+                if on_result is not None:
+                    on_result(refs[r], out)
+                advance(weight(refs[r]))
+    return len(refs)
+
+
+# ----------------------------------------------------------------------------- actors
+
+
+class Hosted:
+    """Hosts one plain worker object inside an actor.
+
+    A constructor error (bad store, spec or checkpoint) is kept and raised by every call,
+    so the driver receives the worker's own exception — deterministic, not retried —
+    instead of a "lost actor" that the pool would replace and retry.
+    """
+
+    def __init__(self, factory: Callable[..., Any], *args: Any):
+        self.obj: Any = None
+        self.error: BaseException | None = None
+        try:
+            self.obj = factory(*args)
+        except Exception as exc:  # noqa: BLE001 - re-raised by every call
+            self.error = exc
+
+    def call(self, method: str, *args: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        return getattr(self.obj, method)(*args)
+
+
+def actor_class(cls: type) -> type:
+    """A :class:`Hosted` subclass named after ``cls`` (process titles read ``ray::<cls>.call``)."""
+    return type(cls.__name__, (Hosted,), {"__module__": __name__, "__qualname__": cls.__name__})
+
+
 @dataclass
 class _Slot:
     actor: Any
+    name: int
     inflight: dict[Any, Any]  # object ref -> unit
 
 
@@ -105,9 +278,11 @@ class ActorPool:
     """Feed work units to a pool of actors; replace dead actors and retry their units.
 
     ``make_actor()`` returns a new actor handle; ``call(actor, unit)`` returns an
-    object ref. Each actor has at most ``depth`` units in flight. A unit whose actor
-    died (``RayActorError`` / node loss) is retried on a fresh actor up to
-    ``max_retries`` times; any other exception is a bug in the unit and propagates.
+    object ref. Units go out breadth first: every actor gets one before any gets a
+    second, up to ``depth`` in flight each. A unit whose actor died (``RayActorError`` /
+    node loss) is retried on a fresh actor up to ``max_retries`` times; an exception
+    raised by the worker itself (including its constructor's) is deterministic and
+    propagates at once.
     """
 
     def __init__(self, make_actor: Callable[[], Any], size: int, call: Callable[[Any, Any], Any],
@@ -116,8 +291,17 @@ class ActorPool:
         self.call = call
         self.max_retries = max_retries
         self.depth = depth
-        self.slots = [_Slot(make_actor(), {}) for _ in range(max(1, size))]
+        self.slots = [_Slot(make_actor(), i, {}) for i in range(max(1, size))]
         self.restarts = 0
+        self.assigned: list[tuple[int, Any]] = []  # (slot, unit) in submission order
+
+    def _fill(self, queue: list[Any]) -> None:
+        for level in range(1, self.depth + 1):
+            for slot in self.slots:
+                if queue and len(slot.inflight) < level:
+                    unit = queue.pop(0)
+                    slot.inflight[self.call(slot.actor, unit)] = unit
+                    self.assigned.append((slot.name, unit))
 
     def run(self, units: Sequence[Any], on_result: Callable[[Any, Any], None]) -> None:
         import ray
@@ -125,12 +309,9 @@ class ActorPool:
 
         lost = (RayActorError, ActorDiedError, ActorUnavailableError)
         queue = list(units)
-        attempts: dict[int, int] = {}
+        attempts: dict[Any, int] = {}
         while queue or any(s.inflight for s in self.slots):
-            for slot in self.slots:
-                while queue and len(slot.inflight) < self.depth:
-                    unit = queue.pop(0)
-                    slot.inflight[self.call(slot.actor, unit)] = unit
+            self._fill(queue)
             refs = [r for s in self.slots for r in s.inflight]
             ready, _ = ray.wait(refs, num_returns=1, timeout=60.0)
             for ref in ready:
@@ -139,10 +320,12 @@ class ActorPool:
                 try:
                     result = ray.get(ref)
                 except lost as exc:
-                    key = id(unit) if not isinstance(unit, tuple) else hash(unit)
+                    key = unit if isinstance(unit, tuple) else id(unit)
                     attempts[key] = attempts.get(key, 0) + 1
                     if attempts[key] > self.max_retries:
-                        raise RuntimeError(f"work unit {unit} failed {attempts[key]} times; last error: {exc}") from exc
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        raise RuntimeError(f"work unit {unit} failed {attempts[key]} times (actor lost); "
+                                           f"last error: {first}") from exc
                     # The actor is gone: requeue everything it held and replace it.
                     queue[:0] = [unit, *slot.inflight.values()]
                     slot.inflight.clear()
@@ -165,3 +348,32 @@ class ActorPool:
         for slot in self.slots:
             with contextlib.suppress(Exception):
                 ray.kill(slot.actor, no_restart=True)
+
+
+def run_actors(ctx: StageContext, worker: type, args: tuple, units: Sequence[Any], description: str,
+               weight: Callable[[Any], int] = lambda u: 1,
+               on_result: Callable[[Any, Any], None] | None = None) -> dict[str, Any]:
+    """Run ``worker(*args).run(unit)`` for every unit on a pool of actors (one generator
+    replica each). Returns ``{"actors", "restarts"}``."""
+    if not units:
+        return {"actors": 0, "restarts": 0}
+    res = ctx.resources
+    n_act = max(1, min(res.actors, len(units)))
+    Remote = ctx.ray.remote(actor_class(worker))
+
+    def make() -> Any:
+        return Remote.options(num_cpus=res.cpus, num_gpus=res.gpus, max_concurrency=1).remote(worker, *args)
+
+    pool = ActorPool(make, n_act, lambda a, u: a.call.remote("run", u), max_retries=ctx.spec.compute.max_retries)
+    with progress(f"{description} ({n_act} actor{'s' if n_act > 1 else ''})", sum(weight(u) for u in units),
+                  ctx.show_progress) as advance:
+        def done(unit: Any, result: Any) -> None:
+            if on_result is not None:
+                on_result(unit, result)
+            advance(weight(unit))
+
+        try:
+            pool.run(units, done)
+        finally:
+            pool.shutdown()
+    return {"actors": n_act, "restarts": pool.restarts}

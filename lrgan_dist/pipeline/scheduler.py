@@ -2,6 +2,12 @@
 
     submit ──► jacobians ──► factorize ──► population ──► transfer ──► report   (DESIGN.md §2)
 
+The one scheduler: every stage is a module of :mod:`lrgan_dist.pipeline.stages` with
+``plan(ctx)`` (the pending work units, from the store) and ``run(ctx)`` (schedule them
+through :mod:`~lrgan_dist.pipeline.runtime`, return a summary); this module opens the
+store and calls the requested stages in order. A sample index flows one way:
+cli → scheduler → stage worker → core → store.
+
 The driver only plans and schedules: workers open the store themselves and write
 whole chunks, so the driver never holds more than the status vector (and, before the
 jacobians stage of an existing store, one chunk at a time while
@@ -9,14 +15,17 @@ jacobians stage of an existing store, one chunk at a time while
 """
 from __future__ import annotations
 
+import importlib
 import sys
 import time
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from lrgan_dist.spec import JobSpec, SpecError
 from lrgan_dist.store.zarrstore import Store, StoreError, remove_store, store_exists
+from lrgan_dist.pipeline.runtime import StageContext, StageHooks
 
-__all__ = ["STAGES", "submit", "prepare_store"]
+__all__ = ["STAGES", "submit", "prepare_store", "parse_stages", "stage_module", "run_stage", "default_report_dir"]
 
 STAGES = ("jacobians", "factorize", "population", "transfer")
 
@@ -58,79 +67,33 @@ def prepare_store(spec: JobSpec, fresh: bool = False) -> Store:
     return store
 
 
-def _worker_resources(spec: JobSpec, ray: Any) -> tuple[int, float, float, int]:
-    """(actors, cpus, gpus per actor, torch threads) from the spec and the cluster."""
-    res = ray.cluster_resources()
-    gpus_total = int(res.get("GPU", 0))
-    c = spec.compute
-    gpus = c.gpus_per_actor if c.gpus_per_actor is not None else (1.0 if gpus_total and c.device != "cpu" else 0.0)
-    if c.actors is not None:
-        actors = c.actors
-    elif gpus > 0:
-        actors = max(1, int(gpus_total / gpus))
-    else:
-        actors = max(1, int(res.get("CPU", 1) // c.cpus_per_actor))
-    threads = c.torch_threads or max(1, int(c.cpus_per_actor))
-    return actors, c.cpus_per_actor, gpus, threads
+def stage_module(name: str) -> Any:
+    """The module of stage ``name``: it exposes ``plan(ctx)`` and ``run(ctx) -> summary``."""
+    if name not in STAGES:
+        raise SpecError("--stages", f"received {name!r}; expected one of {list(STAGES)}")
+    return importlib.import_module(f"lrgan_dist.pipeline.stages.{name}")
 
 
-def run_jacobians(spec: JobSpec, store: Store, ray: Any, show_progress: bool = True,
-                  retry_failed: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from lrgan_dist.pipeline.runtime import ActorPool, progress
-    from lrgan_dist.pipeline.stages.jacobians import JacobianWorker
-
-    units = store.pending_units(retry_failed=retry_failed)
-    if not units:
-        return {"units": 0, "computed": 0, "restarts": 0, "seconds": 0.0}
-    actors, cpus, gpus, threads = _worker_resources(spec, ray)
-    actors = min(actors, len(units))
-    Remote = ray.remote(JacobianWorker)
-
-    def make() -> Any:
-        return Remote.options(num_cpus=cpus, num_gpus=gpus, max_concurrency=1).remote(spec, store.uri, threads)
-
-    t0 = time.perf_counter()
-    pool = ActorPool(make, actors, lambda a, u: a.run.remote(u), max_retries=spec.compute.max_retries)
-    computed = 0
-    with progress(f"jacobians ({actors} actor{'s' if actors > 1 else ''})", sum(b - a for a, b in units),
-                  show_progress) as advance:
-        def on_result(unit: tuple[int, int], res: Any) -> None:
-            nonlocal computed
-            computed += res.stop - res.start
-            advance(res.stop - res.start)
-
-        try:
-            pool.run(units, on_result)
-        finally:
-            pool.shutdown()
-    return {"units": len(units), "computed": computed, "actors": actors, "restarts": pool.restarts,
-            "seconds": time.perf_counter() - t0}
+def run_stage(name: str, spec: JobSpec, store: Store, ray: Any, show_progress: bool = True,
+              retry_failed: bool = False, hooks: StageHooks | None = None) -> dict[str, Any]:
+    """Run one stage inside an initialised Ray session (tests, benches)."""
+    ctx = StageContext(spec, store, ray, show_progress, retry_failed, hooks or StageHooks())
+    return stage_module(name).run(ctx)
 
 
-def run_factorize(spec: JobSpec, store: Store, ray: Any, show_progress: bool = True) -> dict[str, Any]:
-    from lrgan_dist.pipeline.runtime import progress
-    from lrgan_dist.pipeline.stages.factorize import factorize_unit, pending_units, result_groups
-
-    groups = result_groups(spec, store)
-    units = pending_units(store, groups)
-    if not units:
-        return {"units": 0, "groups": [g[2] for g in groups], "seconds": 0.0}
-    _, cpus, _, threads = _worker_resources(spec, ray)
-    task = ray.remote(factorize_unit).options(num_cpus=cpus, max_retries=spec.compute.max_retries)
-    t0 = time.perf_counter()
-    refs = {task.remote(spec, store.uri, u, groups, threads): u for u in units}
-    peak = 0.0
-    with progress("factorize", sum(b - a for a, b in units), show_progress) as advance:
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for r in ready:
-                out = ray.get(r)
-                peak = max(peak, float(out.get("peak_rss_mb", 0.0)))
-                a, b = refs[r]
-                advance(b - a)
-    return {"units": len(units), "groups": [g[2] for g in groups], "seconds": time.perf_counter() - t0,
-            "peak_worker_rss_mb": round(peak, 1)}
+def _computed(name: str, rep: dict[str, Any]) -> bool:
+    """Did stage ``name`` compute or write anything (from its summary)?"""
+    if name == "jacobians":
+        return bool(rep.get("computed"))
+    if name == "factorize":
+        return bool(rep.get("units"))
+    if name == "population":
+        return bool(rep.get("samples")) and not rep.get("skipped")
+    if name == "transfer":
+        return any(rep.get(part, {}).get(k) for part, k in (("linear", "units"), ("linear", "reset"),
+                                                              ("realized", "units"), ("realized", "reset"),
+                                                              ("similarity", "groups")))
+    return True
 
 
 def default_report_dir(uri: str) -> str:
@@ -142,11 +105,15 @@ def default_report_dir(uri: str) -> str:
 
 
 def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None = None, fresh: bool = False,
-           show_progress: bool = True, retry_failed: bool = False, report_dir: str | None | bool = None) -> dict[str, Any]:
-    """Run ``stages`` of ``spec``; returns a JSON-able summary.
+           show_progress: bool = True, retry_failed: bool = False, report_dir: str | None | bool = None,
+           hooks: StageHooks | None = None) -> dict[str, Any]:
+    """Run ``stages`` of ``spec`` in order; returns a JSON-able summary.
 
     When the transfer stage ran, the report is written to ``report_dir`` (default
-    :func:`default_report_dir`); ``report_dir=False`` skips it.
+    :func:`default_report_dir`) — unless no stage computed anything and the default
+    report already exists (a no-op resubmit rewrites nothing); an explicit
+    ``report_dir`` is always written, ``report_dir=False`` skips it. ``hooks`` are
+    handed to every worker (fault-injection tests).
     """
     from lrgan_dist.pipeline.runtime import ray_session
     from lrgan_dist.analysis.summary import summarize
@@ -175,24 +142,20 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
             for line in repaired:
                 print(f"store damaged, recomputing: {line}", file=sys.stderr)
     with ray_session(address) as ray:
-        if "jacobians" in stages:
-            report["stages"]["jacobians"] = run_jacobians(spec, store, ray, show_progress, retry_failed)
-        if "factorize" in stages:
-            report["stages"]["factorize"] = run_factorize(spec, store, ray, show_progress)
-        if "population" in stages:
-            from lrgan_dist.pipeline.stages.population import run_population
-
-            report["stages"]["population"] = run_population(spec, store, ray, show_progress)
-        if "transfer" in stages:
-            from lrgan_dist.pipeline.stages.transfer import run_transfer
-
-            report["stages"]["transfer"] = run_transfer(spec, store, ray, show_progress)
+        ctx = StageContext(spec, store, ray, show_progress, retry_failed, hooks or StageHooks())
+        for name in STAGES:
+            if name in stages:
+                report["stages"][name] = stage_module(name).run(ctx)
     report["summary"] = summarize(spec, store)
     if "transfer" in stages and report_dir is not False:
-        from lrgan_dist.analysis.report import write_report
-
         out = report_dir or default_report_dir(spec.store.uri)
-        rep = write_report(spec.store.uri, out)
-        report["report"] = {"dir": str(out), "headline": rep.get("headline")}
+        changed = any(_computed(n, r) for n, r in report["stages"].items())
+        if report_dir or changed or not (Path(out) / "report.md").exists():
+            from lrgan_dist.analysis.report import write_report
+
+            rep = write_report(spec.store.uri, out)
+            report["report"] = {"dir": str(out), "headline": rep.get("headline")}
+        else:
+            report["report"] = {"dir": str(out), "unchanged": True}
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return report

@@ -1,10 +1,14 @@
 """Factorize stage (reduce, Ray tasks): per-sample Grams → directions, ranks, spectra.
 
-Units are the store's sample chunks. A Ray task reads the Grams of one chunk for every
-region, runs every per-sample method of the spec on the whole chunk at once (batched
-[n, d, d] problems, :mod:`lrgan_dist.core.methods`) and writes one chunk of every result
-array, the group's ``status`` last. Memory per task is bounded by one chunk
-(2R·n·d² Gram values plus each method's working set), independent of N.
+Units are (store chunk, result group) pairs still pending: a Ray task reads the Grams of
+one chunk for the group's region, runs the group's method on the whole chunk at once
+(batched [n, d, d] problems, :mod:`lrgan_dist.core.methods`) and writes one chunk of the
+group's arrays, its ``status`` last. A chunk finished for some groups resumes only the
+others, and progress counts (chunk, group) units as they finish. Memory per task is
+bounded by one chunk (2·n·d² Gram values plus the method's working set), independent
+of N; the driver holds the status vectors [N] only.
+
+Stage interface: ``plan(ctx)`` → pending (chunk, group) units, ``run(ctx)`` → summary.
 
 Result groups are keyed ``directions/<region>/<label>``; each carries the method name,
 its parameters and their hash. If the spec gives a label new parameters, results go
@@ -26,8 +30,14 @@ from lrgan_dist.core.methods import get_method
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, FAILED, PENDING, Store, diagnostic_fill
 from lrgan_dist.apply.build import pick_device
+from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_tasks
 
-__all__ = ["result_groups", "pending_units", "factorize_unit"]
+NAME = "factorize"
+
+__all__ = ["result_groups", "pending_units", "factorize_unit", "plan", "run"]
+
+Group = tuple[str, str, str]  # (region, label, group path)
+Unit = tuple[int, int, Group]  # (chunk start, chunk stop, group)
 
 
 def result_groups(spec: JobSpec, store: Store) -> list[tuple[str, str, str]]:
@@ -44,21 +54,26 @@ def result_groups(spec: JobSpec, store: Store) -> list[tuple[str, str, str]]:
     return out
 
 
-def pending_units(store: Store, groups: list[tuple[str, str, str]]) -> list[tuple[int, int]]:
-    """Chunks where some sample finished the jacobians stage but not this stage."""
+def pending_units(store: Store, groups: list[Group]) -> list[Unit]:
+    """(chunk, group) pairs where some sample finished the jacobians stage but not this group."""
     s = store.status()
-    todo = np.zeros(store.layout.n, dtype=bool)
-    for _, _, path in groups:
-        fs = np.asarray(store.group[f"{path}/status"][:])
-        todo |= (fs == PENDING) & (s != PENDING)
-    return [(a, b) for a, b in store.layout.chunks() if todo[a:b].any()]
+    out: list[Unit] = []
+    todo = {}
+    for g in groups:
+        fs = np.asarray(store.group[f"{g[2]}/status"][:])
+        todo[g] = (fs == PENDING) & (s != PENDING)
+    for a, b in store.layout.chunks():  # chunk-major: a chunk's groups run close together
+        out.extend((a, b, g) for g in groups if todo[g][a:b].any())
+    return out
 
 
-def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups: list[tuple[str, str, str]],
-                   torch_threads: int | None = None) -> dict[str, Any]:
-    """Factorize one chunk for every (region, method) group. Ray-free; idempotent."""
+def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups: list[Group],
+                   torch_threads: int | None = None, hooks: StageHooks | None = None) -> dict[str, Any]:
+    """Factorize one chunk for each of ``groups``. Ray-free; idempotent."""
     if torch_threads:
         torch.set_num_threads(torch_threads)
+    if hooks is not None:
+        hooks.before_unit(NAME, unit)
     t0 = time.perf_counter()
     start, stop = unit
     store = Store.open(store_uri, mode="a")
@@ -107,6 +122,29 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
         failed += int((st == FAILED).sum())
     return {"unit": unit, "done": done, "failed": failed, "seconds": time.perf_counter() - t0,
             "peak_rss_mb": _peak_rss_mb()}
+
+
+def plan(ctx: StageContext) -> tuple[list[Group], list[Unit]]:
+    groups = result_groups(ctx.spec, ctx.store)
+    return groups, pending_units(ctx.store, groups)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    groups, units = plan(ctx)
+    names = [g[2] for g in groups]
+    if not units:
+        return {"units": 0, "groups": names, "seconds": 0.0}
+    t0 = time.perf_counter()
+    peak = 0.0
+
+    def on_result(unit: Unit, out: dict[str, Any]) -> None:
+        nonlocal peak
+        peak = max(peak, float(out.get("peak_rss_mb", 0.0)))
+
+    calls = [(u, (ctx.spec, ctx.store.uri, (u[0], u[1]), [u[2]], ctx.resources.threads, ctx.hooks)) for u in units]
+    run_tasks(ctx, factorize_unit, calls, NAME, on_result=on_result)
+    return {"units": len(units), "chunks": len({(a, b) for a, b, _ in units}), "groups": names,
+            "seconds": time.perf_counter() - t0, "peak_worker_rss_mb": round(peak, 1)}
 
 
 def _peak_rss_mb() -> float:

@@ -11,12 +11,17 @@ forward mode (:mod:`lrgan_dist.core.jacobian`); the Grams M_R, M_B of every regi
 (DESIGN.md §1). A sample whose image, Jacobian or Grams hold NaN/Inf is marked failed
 (status 2) with the reason in ``errors``; its arrays keep their NaN fill values.
 
-Cost per unit of n samples: n·d JVPs through G (the Jacobian engine's cost model)
-plus 2R·n·(c·h·w)·d² flops for the Grams, plus one write per array chunk.
+Stage interface (:mod:`lrgan_dist.pipeline.scheduler`): ``plan(ctx)`` → pending chunks,
+``run(ctx)`` → summary. Finiteness is decided once, by the engine (its ``finite`` flag
+covers image, J and Grams); the worker only adds the float16 overflow check of a kept J.
+
+Cost model: per unit of n samples, n·d JVPs through G (the Jacobian engine's cost
+model) plus 2R·n·(c·h·w)·d² flops for the Grams, plus one write per array chunk; the
+driver holds the status vector [N] only. Units run on ``min(actors, units)`` actors,
+breadth first (every actor gets a unit before any gets a second).
 """
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -94,9 +99,11 @@ class UnitResult:
 class JacobianWorker:
     """One generator replica; computes and writes whole work units. Ray-free."""
 
-    def __init__(self, spec: JobSpec, store_uri: str, torch_threads: int | None = None):
+    def __init__(self, spec: JobSpec, store_uri: str, torch_threads: int | None = None,
+                 hooks: StageHooks | None = None):
         if torch_threads:
             torch.set_num_threads(torch_threads)
+        self.hooks = hooks or StageHooks()
         self.spec = spec
         self.device = pick_device(spec.compute.device)
         self.generator = make_generator(spec, self.device)
@@ -142,8 +149,7 @@ class JacobianWorker:
 
     def run(self, unit: tuple[int, int]) -> UnitResult:
         t0 = time.perf_counter()
-        if _TEST_DELAY:  # test hook: slow units down so fault-injection tests can strike mid-run
-            time.sleep(_TEST_DELAY)
+        self.hooks.before_unit(NAME, unit)
         start, stop = unit
         L, spec = self.layout, self.spec
         idx = list(range(start, stop))
@@ -171,9 +177,7 @@ class JacobianWorker:
             gi = out["gram_in"].detach().cpu().numpy()
             go = out["gram_out"].detach().cpu().numpy()
             img = out["images"].detach().float().cpu()
-            ok = finite_rows(gi, go, img.numpy())
-            if "finite" in out:
-                ok &= out["finite"].cpu().numpy().astype(bool)
+            ok = out["finite"].cpu().numpy().astype(bool)  # the engine's one finiteness check
             J = out.get("jacobian")
             if jac is not None and J is not None:
                 Jn = J.detach().float().cpu().numpy()
@@ -200,3 +204,28 @@ class JacobianWorker:
         self.store.write_unit(start, stop, data, status, errors)
         return UnitResult(start, stop, int((status == DONE).sum()), int((status == FAILED).sum()),
                           time.perf_counter() - t0, self.name)
+
+
+# ----------------------------------------------------------------------------- stage interface
+
+
+def plan(ctx: StageContext) -> list[tuple[int, int]]:
+    """Chunks with a pending sample (or a failed one with ``retry_failed``)."""
+    return ctx.store.pending_units(retry_failed=ctx.retry_failed)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    units = plan(ctx)
+    if not units:
+        return {"units": 0, "computed": 0, "restarts": 0, "seconds": 0.0}
+    t0 = time.perf_counter()
+    computed = 0
+
+    def on_result(unit: tuple[int, int], res: UnitResult) -> None:
+        nonlocal computed
+        computed += res.stop - res.start
+
+    out = run_actors(ctx, JacobianWorker, (ctx.spec, ctx.store.uri, ctx.resources.threads, ctx.hooks), units,
+                     NAME, weight=lambda u: u[1] - u[0], on_result=on_result)
+    return {"units": len(units), "computed": computed, "actors": out["actors"], "restarts": out["restarts"],
+            "seconds": time.perf_counter() - t0}

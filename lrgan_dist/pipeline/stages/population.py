@@ -11,53 +11,103 @@
    (a batch of one problem), plus the population-only methods (``ganspace`` on the
    stored latents; ``sefa`` on the generator's weights when it has them).
 3. **Consensus subspace** across per-sample subspaces: the mean projector
-   ``P̄ = (1/n) Σ_i V_iᵀ V_i`` over each sample's carrying directions (≥ 1 % of its
-   largest region energy, orthonormalized); its top eigenvectors and full spectrum
-   (eigenvalue 1 = a direction every sample contains).
+   ``P̄ = (1/n) Σ_i Q_iᵀ Q_i`` over each sample's carrying directions (the carrying rule
+   and the orthonormal-basis policy of :mod:`lrgan_dist.core.subspaces`); its top
+   eigenvectors and full spectrum (eigenvalue 1 = a direction every sample contains).
+   The projector sum rides the same tree reduction as the Grams: each leaf returns
+   ``Σ_i Q_iᵀ Q_i`` [d, d] and the count of samples with a non-empty subspace for every
+   (region, result group), so the driver only eigendecomposes d×d sums.
 
 Store: ``population/<region>/<label>/{vectors [d, d], spectrum [d], rank [], gram_in,
 gram_out [d, d] (f64), count}`` and ``population/<region>/<label>/consensus/{vectors,
 spectrum}``; population-only methods under ``population/_latent/<label>``. Written by
-the driver only (one writer), attrs carry the method parameters and their hash.
+the driver only (one writer), attrs carry the method parameters and their hash; the
+root's ``inputs`` attribute (a digest of the statuses and method parameters it was
+computed from) is written last, and an unchanged digest skips the stage.
 
-Cost: reading every Gram once (2R·N·d² numbers), U + U−1 tiny tasks; the factorizations
-are single d×d problems; the consensus is one eigh of d×d after N small SVDs.
+Cost model: reading every Gram and direction once (2R·N·d² + G·N·d² numbers) in U leaf
+tasks (one per chunk, each holding one chunk) plus U − 1 combine tasks holding two
+partial sums ((2R + G)·d² float64 each); per sample one batched SVD for the consensus
+basis. The driver holds O((R + G)·d²) — flat in N — plus the status vectors [N]; its
+factorizations are single d×d problems.
+
+Stage interface: ``plan(ctx)`` → chunks with done samples and the consensus groups,
+``run(ctx)`` → summary.
 """
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from lrgan_dist.core.subspaces import carrying, orth
+from lrgan_dist.core.subspaces import carrying, orth_bases
 from lrgan_dist.core.methods import get_method
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, Store
+from lrgan_dist.pipeline.runtime import StageContext, StageHooks, progress
+from lrgan_dist.pipeline.stages.transfer import _result_path
 
-__all__ = ["chunk_gram_sum", "combine", "tree_reduce", "run_population", "consensus_subspace"]
+NAME = "population"
+CARRY_FRAC = 0.01
 
-# Test hook: path of a marker file; the first reduction task that finds it absent creates
-# it and dies (os._exit), so tests can check that a killed task is retried correctly.
-_FAIL_ONCE = os.environ.get("LRGAN_TEST_FAIL_REDUCE_ONCE", "")
+__all__ = ["chunk_sums", "combine", "tree_reduce", "projector_sum", "consensus_from_sum", "plan", "run",
+           "run_population"]
+
+ConsensusGroup = tuple[str, str, str]  # (key "<region>/<label>", region, directions group path)
 
 
-def chunk_gram_sum(store_uri: str, unit: tuple[int, int], regions: list[str]) -> dict[str, Any]:
-    """Σ over the done samples of one chunk of M_R and M_B, float64, per region."""
-    if _FAIL_ONCE and not Path(_FAIL_ONCE).exists():
-        Path(_FAIL_ONCE).write_text("killed once")
-        os._exit(1)
+def projector_sum(V: np.ndarray, M: np.ndarray, frac: float = CARRY_FRAC) -> tuple[np.ndarray, int]:
+    """Σ_i Q_iᵀ Q_i [d, d] over samples, Q_i the orthonormal basis of sample i's carrying
+    directions, and the number of samples whose basis is not empty.
+
+    V [n, k, d] per-sample directions (NaN-padded), M [n, d, d] their region Grams.
+    """
+    d = V.shape[-1]
+    if V.shape[0] == 0:
+        return np.zeros((d, d)), 0
+    Q, rank = orth_bases(V, carrying(V, M, frac))  # [n, r, d] zero-padded, [n]
+    Q = Q.reshape(-1, d)
+    return Q.T @ Q, int((rank > 0).sum())
+
+
+def consensus_from_sum(P: np.ndarray, used: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Top eigenvectors [d, d] (rows) and spectrum [d] of the mean projector P / used."""
+    d = P.shape[0]
+    if used == 0:
+        return np.full((d, d), np.nan), np.full(d, np.nan), 0
+    w, U = np.linalg.eigh(P / used)
+    return U[:, ::-1].T.copy(), w[::-1].copy(), used
+
+
+def chunk_sums(store_uri: str, unit: tuple[int, int], regions: list[str], consensus: list[ConsensusGroup],
+               frac: float = CARRY_FRAC, hooks: StageHooks | None = None) -> dict[str, Any]:
+    """One leaf of the reduction: over the done samples of one chunk, Σ M_R and Σ M_B per
+    region (float64) and, per consensus group, the carrying projector sum and its count."""
+    if hooks is not None:
+        hooks.before_unit(NAME, unit)
     store = Store.open(store_uri)
     a, b = unit
     ok = store.status()[a:b] == DONE
     out: dict[str, Any] = {"count": int(ok.sum())}
+    grams_in: dict[str, np.ndarray] = {}
     for r in regions:
         for key in ("gram_in", "gram_out"):
-            g = store.read(f"regions/{r}/{key}", a, b)[ok].astype(np.float64)
+            full = store.read(f"regions/{r}/{key}", a, b)
+            g = full[ok].astype(np.float64)
             out[f"{r}/{key}"] = g.sum(axis=0) if g.shape[0] else np.zeros(g.shape[1:], dtype=np.float64)
+            if key == "gram_in":
+                grams_in[r] = full
+    for key, r, path in consensus:
+        sel = ok & (store.read(f"{path}/status", a, b) == DONE)
+        V = store.read(f"{path}/vectors", a, b)[sel].astype(np.float64)
+        P, used = projector_sum(V, grams_in[r][sel].astype(np.float64), frac)
+        out[f"consensus/{key}/P"] = P
+        out[f"consensus/{key}/used"] = used
+        out[f"consensus/{key}/done"] = int(sel.sum())
     return out
 
 
@@ -77,52 +127,76 @@ def tree_reduce(ray: Any, leaves: list[Any], cpus: float, retries: int) -> dict[
     return ray.get(level[0])
 
 
-def consensus_subspace(V: np.ndarray, M: np.ndarray, frac: float = 0.01) -> tuple[np.ndarray, np.ndarray, int]:
-    """Top eigenvectors [d, d] (rows) and spectrum [d] of the mean projector of carrying subspaces.
-
-    V [n, k, d] per-sample directions (NaN-padded), M [n, d, d] their region Grams.
-    """
-    sel = carrying(V, M, frac)
-    d = V.shape[-1]
-    P = np.zeros((d, d))
-    used = 0
-    for i in range(V.shape[0]):
-        B = orth(V[i][sel[i]])
-        if B.shape[0]:
-            P += B.T @ B
-            used += 1
-    if used == 0:
-        return np.full((d, d), np.nan), np.full(d, np.nan), 0
-    w, U = np.linalg.eigh(P / used)
-    return U[:, ::-1].T.copy(), w[::-1].copy(), used
-
-
 def _write(group: Any, name: str, arr: np.ndarray, dims: tuple[str, ...]) -> None:
     a = group.create_array(name, shape=arr.shape, chunks=arr.shape if arr.ndim else (), dtype=arr.dtype,
                            dimension_names=dims if arr.ndim else None, overwrite=True)
     a[...] = arr
 
 
-def run_population(spec: JobSpec, store: Store, ray: Any, show_progress: bool = True) -> dict[str, Any]:
-    from lrgan_dist.pipeline.runtime import progress
+def _inputs_digest(spec: JobSpec, store: Store, consensus: list[ConsensusGroup]) -> str:
+    """What the population results depend on: sample statuses, per-sample group statuses,
+    the methods' parameters and the Gram precision."""
+    h = hashlib.sha256()
+    h.update(store.status().tobytes())
+    for key, _, path in consensus:
+        h.update(key.encode() + b"\0" + path.encode() + b"\0")
+        h.update(store.read(f"{path}/status").tobytes())
+    methods = [(m.label, m.method, get_method(m.method, **m.params).param_hash()) for m in spec.methods]
+    h.update(json.dumps({"methods": methods, "regions": list(store.layout.regions),
+                         "gram_dtype": store.layout.gram_dtype, "carry_frac": CARRY_FRAC}).encode())
+    return h.hexdigest()
 
+
+def plan(ctx: StageContext) -> tuple[list[tuple[int, int]], list[ConsensusGroup]]:
+    """Chunks holding a done sample; (key, region, path) of every per-sample result group."""
+    store = ctx.store
+    status = store.status()
+    units = [(a, b) for a, b in store.layout.chunks() if (status[a:b] == DONE).any()]
+    consensus: list[ConsensusGroup] = []
+    for m in ctx.spec.methods:
+        method = get_method(m.method, **m.params)
+        if getattr(method, "population_only", False):
+            continue
+        for r in store.layout.regions:
+            path = _result_path(store, r, m.label, method.param_hash())
+            if path is not None:
+                consensus.append((f"{r}/{m.label}", r, path))
+    return units, consensus
+
+
+def run_population(spec: JobSpec, store: Store, ray: Any, show_progress: bool = True) -> dict[str, Any]:
+    """Convenience: the stage on its own (the scheduler calls :func:`run`)."""
+    return run(StageContext(spec, store, ray, show_progress))
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    spec, store, ray = ctx.spec, ctx.store, ctx.ray
     t0 = time.perf_counter()
     L = store.layout
     regions = list(L.regions)
-    status = store.status()
-    units = [(a, b) for a, b in L.chunks() if (status[a:b] == DONE).any()]
+    units, consensus = plan(ctx)
     if not units:
         return {"samples": 0, "seconds": 0.0}
-    leaf = ray.remote(chunk_gram_sum).options(num_cpus=spec.compute.cpus_per_actor,
-                                              max_retries=spec.compute.max_retries)
-    with progress("population (reduce)", len(units), show_progress) as advance:
-        leaves = [leaf.remote(store.uri, u, regions) for u in units]
-        total = tree_reduce(ray, leaves, spec.compute.cpus_per_actor, spec.compute.max_retries)
+    digest = _inputs_digest(spec, store, consensus)
+    root = store.group.require_group("population")
+    expected = [f"{r}/{m.label}" for m in spec.methods for r in regions
+                if not getattr(get_method(m.method, **m.params), "population_only", False)]
+    if dict(root.attrs).get("inputs") == digest and all(f"{k}/vectors" in root for k in expected):
+        return {"samples": int(root.attrs.get("samples", 0)), "skipped": True, "groups": [],
+                "seconds": round(time.perf_counter() - t0, 3)}
+    if "inputs" in root.attrs:
+        del root.attrs["inputs"]
+    cpus, retries = ctx.resources.cpus, spec.compute.max_retries
+    leaf = ray.remote(chunk_sums).options(num_cpus=cpus, max_retries=retries)
+    with progress("population (reduce)", len(units), ctx.show_progress) as advance:
+        leaves = [leaf.remote(store.uri, u, regions, consensus, CARRY_FRAC, ctx.hooks) for u in units]
+        total = tree_reduce(ray, leaves, cpus, retries)
         advance(len(units))
     n = total["count"]
-    root = store.group.require_group("population")
     root.attrs.update({"samples": int(n), "reduction": "tree over chunks, float64"})
+    status = store.status()
     done_idx = np.flatnonzero(status == DONE)
+    by_key = {key: path for key, _, path in consensus}
     # summed in float64, handed to the methods in the precision the Grams were computed in
     # (precision-aware tolerances, e.g. lowrankgan drop_tol="auto")
     prec = torch.float64 if L.gram_dtype == "float64" else torch.float32
@@ -143,19 +217,15 @@ def run_population(spec: JobSpec, store: Store, ray: Any, show_progress: bool = 
             _write(g, "rank", np.asarray(int(res.rank[0]), dtype=np.int32), ())
             _write(g, "gram_in", Min, ("latent_i", "latent_j"))
             _write(g, "gram_out", Mout, ("latent_i", "latent_j"))
-            # consensus across per-sample subspaces of the same (region, label)
-            path = f"directions/{r}/{m.label}"
-            if path in store.group:
-                fst = np.asarray(store.group[f"{path}/status"][:])
-                idx = done_idx[fst[done_idx] == DONE]
-                if idx.size:
-                    V = np.asarray(store.group[f"{path}/vectors"].get_orthogonal_selection((idx,))).astype(np.float64)
-                    M = np.asarray(store.group[f"regions/{r}/gram_in"].get_orthogonal_selection((idx,))).astype(np.float64)
-                    cv, cs, used = consensus_subspace(V, M)
-                    c = g.require_group("consensus")
-                    c.attrs.update({"samples": int(used), "carry_frac": 0.01})
-                    _write(c, "vectors", cv.astype(np.float32), ("direction", "latent"))
-                    _write(c, "spectrum", cs.astype(np.float32), ("component",))
+            # consensus across per-sample subspaces of the same (region, label): summed in the tree
+            key = f"{r}/{m.label}"
+            if key in by_key and total[f"consensus/{key}/done"]:
+                cv, cs, used = consensus_from_sum(total[f"consensus/{key}/P"], int(total[f"consensus/{key}/used"]))
+                # NaN vectors and spectrum when no sample has a carrying direction
+                c = g.require_group("consensus")
+                c.attrs.update({"samples": int(used), "carry_frac": CARRY_FRAC, "directions_path": by_key[key]})
+                _write(c, "vectors", cv.astype(np.float32), ("direction", "latent"))
+                _write(c, "spectrum", cs.astype(np.float32), ("component",))
             out["groups"].append({"region": r, "method": m.label, "rank": int(res.rank[0])})
     # population-only methods
     for m in spec.methods:
@@ -180,5 +250,6 @@ def run_population(spec: JobSpec, store: Store, ray: Any, show_progress: bool = 
         _write(g, "vectors", res.vectors[0].float().numpy(), ("direction", "latent"))
         _write(g, "spectrum", res.spectrum[0].float().numpy(), ("component",))
         out["groups"].append({"region": "_latent", "method": m.label, "rank": int(res.rank[0])})
+    root.attrs["inputs"] = digest  # last: the population results match these inputs
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out

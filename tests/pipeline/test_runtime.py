@@ -1,0 +1,125 @@
+"""Runtime: breadth-first actor pool, worker errors as the worker's own exception, SIGTERM."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lrgan_dist.pipeline.runtime import ActorPool, Hosted, actor_class, ray_session
+from lrgan_dist.store.zarrstore import StoreError
+
+
+class _Ref:
+    pass
+
+
+def test_pool_gives_every_actor_a_unit_before_any_gets_a_second():
+    pool = ActorPool(lambda: object(), 3, lambda actor, unit: _Ref(), depth=2)
+    queue = [(0, 4), (4, 8), (8, 12), (12, 16)]
+    pool._fill(queue)
+    assert [slot for slot, _ in pool.assigned] == [0, 1, 2, 0]
+    assert queue == []
+    two = ActorPool(lambda: object(), 2, lambda actor, unit: _Ref(), depth=2)
+    two._fill([(0, 4), (4, 8)])
+    assert sorted(slot for slot, _ in two.assigned) == [0, 1]  # both actors busy, none idle
+
+
+def test_hosted_keeps_constructor_error_and_raises_it_on_every_call():
+    def bad(path: str) -> None:
+        raise StoreError(f"{path}: no store; expected an lrgan-dist store")
+
+    h = Hosted(bad, "/nowhere")
+    for _ in range(2):
+        with pytest.raises(StoreError, match="no store"):
+            h.call("run", (0, 4))
+
+
+class _Recorder:
+    def __init__(self, tag: str):
+        self.tag = tag
+
+    def run(self, unit):
+        time.sleep(0.5)  # both units in flight at once
+        return os.getpid()
+
+
+class _Broken:
+    def __init__(self, counter: str):
+        with open(counter, "a") as f:
+            f.write("x")
+        raise StoreError(f"{counter}: bad store; expected a readable one")
+
+    def run(self, unit):  # pragma: no cover - never reached
+        return unit
+
+
+@pytest.mark.slow
+def test_two_actors_two_units_and_constructor_errors_fail_once(tmp_path):
+    with ray_session(num_cpus=2) as ray:
+        Remote = ray.remote(actor_class(_Recorder))
+        pool = ActorPool(lambda: Remote.options(num_cpus=0.5).remote(_Recorder, "t"), 2,
+                         lambda a, u: a.call.remote("run", u))
+        ran: dict[tuple, int] = {}
+        try:
+            pool.run([(0, 1), (1, 2)], lambda u, pid: ran.__setitem__(u, pid))
+        finally:
+            pool.shutdown()
+        assert len(ran) == 2 and len(set(ran.values())) == 2, ran  # each actor ran one unit
+
+        counter = tmp_path / "constructed"
+        Broken = ray.remote(actor_class(_Broken))
+        bad = ActorPool(lambda: Broken.options(num_cpus=0.5).remote(_Broken, str(counter)), 1,
+                        lambda a, u: a.call.remote("run", u), max_retries=3)
+        with pytest.raises(StoreError) as info:
+            try:
+                with ray_session() as r2:  # the already-initialised session: unwraps worker errors
+                    assert r2 is ray
+                    bad.run([(0, 1), (1, 2)], lambda u, r: None)
+            finally:
+                bad.shutdown()
+        assert counter.read_text() == "x"  # constructed once: a worker's error is not a lost actor
+        assert bad.restarts == 0
+        assert "\n" not in str(info.value) and "bad store" in str(info.value)
+        assert type(info.value) is StoreError
+
+
+@pytest.mark.slow
+def test_sigterm_is_an_interrupt_and_the_store_resumes(tmp_path):
+    import zarr
+
+    from lrgan_dist.testing.cli import cli_json, write_spec
+    from lrgan_dist.testing.faults import cli_command
+    from lrgan_dist.testing.ray_local import ray_env
+
+    job = write_spec(tmp_path / "job.yaml", samples={"count": 16}, methods={"jacobian_svd": {}},
+                     compute={"actors": 2}, store={"uri": str(tmp_path / "s.zarr"), "chunk_samples": 4})
+    store = tmp_path / "s.zarr"
+    p = subprocess.Popen(cli_command("submit", str(job), "--no-progress", unit_delay=1.0), env=ray_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 240 and p.poll() is None:
+            try:
+                if (zarr.open_group(str(store), mode="r")["status"][:] == 1).sum() >= 4:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.1)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+    assert p.returncode == 1, (out, err)
+    assert "interrupted" in err and "resume" in err, err
+    assert "SIGTERM received" not in err and "*** " not in err, err  # no native crash dump
+    done = int((zarr.open_group(str(store), mode="r")["status"][:] == 1).sum())
+    assert 4 <= done < 16
+    report = cli_json("submit", str(job), "--json", "--no-progress", "--stages", "jacobians")
+    assert report["summary"]["samples"]["done"] == 16
+    assert report["stages"]["jacobians"]["computed"] == 16 - done
