@@ -1,44 +1,66 @@
 """``lrgan-dist inspect --verify``: consistency checks of a store; repair before a resume.
 
-Checks: the stored spec re-parses and reproduces the stored fingerprint; every array
-has the shape the layout implies; every chunk holding finished (done or failed) samples
-can be read -- a chunk file cut short or overwritten fails to decode; every sample
-marked done has finite latents and Grams (and kept Jacobians / part masks); every sample
-marked failed has a reason; every per-sample result marked done has a finite first
-direction or rank 0. :func:`verify_store` returns a list of problems (empty = OK).
+Two scans, one list of problems (:func:`verify_store` never raises; empty = OK):
+
+* **cheap** (``full=False``; what ``submit`` runs before every run): every array's
+  ``zarr.json`` parsed as text and compared with the layout table
+  (:mod:`lrgan_dist.store.layout`: shape, chunks, dtype, fill value; on stores of
+  format 2 also dimension names and the crc32c codec) -- corrupt metadata is a
+  problem, never a crash; the status arrays read whole and checked for values outside
+  0/1/2 (read as pending everywhere, so such samples are recomputed); one listing of
+  the store for chunk presence and sizes: a chunk of an array whose done samples are
+  never all fill (latents, Grams, Jacobians, per-sample masks, ranks) must exist and be
+  non-empty; static masks (tiny) and the reasons of failed samples are read.
+* **full** (``full=True``; ``inspect --verify``, ``submit --verify``): the cheap scan plus
+  every chunk of every array decoded, in a thread pool: a cut or overwritten chunk fails
+  to decode (and on format-2 stores a flipped byte fails its crc32c), every sample
+  marked done must hold finite latents and Grams (and kept Jacobians / part masks) and
+  a finite first direction or rank 0.
+
+The stored spec must re-parse and reproduce the stored fingerprint (both scans).
 
 :func:`repair_for_resume` (``submit`` runs it before the jacobians stage of an existing
-store) turns the damage that a resume can recompute back into pending work, so that the
-same ``submit`` finishes the store:
+store, cheap unless asked) turns the damage that a resume can recompute back into
+pending work, so that the same ``submit`` finishes the store:
 
 * a per-sample array of the jacobians stage (``latents``, ``images``, ``status``,
-  ``errors``, ``jacobians``, ``regions/<r>/gram_in|gram_out``, part masks) missing or of
-  the wrong shape → recreated empty, every sample pending;
-* a chunk of such an array unreadable, or holding NaN/Inf for a sample marked done
-  (a deleted chunk reads as the NaN fill value) → that chunk's samples pending;
-* a result group ``directions/<r>/<label>`` with an array missing → removed (the
-  factorize stage recreates it); a result chunk unreadable or NaN for a done sample,
-  and every chunk recomputed above → its factorize status pending.
+  ``errors``, ``jacobians``, ``regions/<r>/gram_in|gram_out``, part masks) missing, of
+  the wrong shape or with metadata that disagrees with the table → recreated empty,
+  every sample pending;
+* a chunk of such an array missing or unreadable, a status value outside 0/1/2, or
+  NaN/Inf for a sample marked done → that chunk's samples pending;
+* a result group ``directions/<r>/<label>`` with an array missing or bad metadata →
+  removed (the factorize stage recreates it); a result chunk missing, unreadable, of
+  invalid status or NaN for a done sample, and every chunk recomputed above → its
+  factorize status pending.
 
 Damage a resume cannot recompute -- a static region mask (box, preset, mask file),
-written once at creation -- raises :class:`~.store.StoreError` naming the array (exit 2;
-``--fresh`` starts over).
+written once at creation -- raises :class:`~.zarrstore.StoreError` naming the array
+(exit 2; ``--fresh`` starts over).
 
-Cost: reads every chunk of finished samples once, one chunk at a time (I/O ∝ store
-size, memory one chunk); no generator work.
+Cost: cheap -- one listing, the zarr.json of every array, the status arrays (N bytes
+each) and the static masks; no data chunk is decoded. Full -- every chunk read once
+(I/O ∝ store size), ``threads`` chunks in flight, memory ∝ ``threads`` chunks; no
+generator work.
 """
 from __future__ import annotations
 
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from lrgan_dist.store.zarrstore import DONE, FAILED, PENDING, Layout, Store, StoreError
+from lrgan_dist.store.layout import (DONE, FAILED, PENDING, STORE_FORMAT, V3_DTYPE, Layout, fill_equal, geometry,
+                                     spec_for, valid_status)
+from lrgan_dist.store.zarrstore import Store, StoreError
 
-__all__ = ["verify_store", "repair_for_resume", "check_same_generator"]
+__all__ = ["verify_store", "repair_for_resume", "refuse_if_damaged", "check_same_generator"]
 
 _RESULT_ARRAYS = ("vectors", "rank", "spectrum", "status")
+_CODES = "0 (pending), 1 (done), 2 (failed)"
 
 
 @dataclass
@@ -49,19 +71,24 @@ class _Scan:
     units: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # jacobians-stage units to recompute
     bad_groups: list[str] = field(default_factory=list)  # result groups with an array missing
     group_units: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # result chunks to refactorize
+    bad_meta: set[str] = field(default_factory=set)  # arrays whose metadata cannot be trusted: never opened
 
     def unit(self, a: int, b: int, msg: str) -> None:
         self.problems.append(msg)
         self.units.setdefault((a, b), []).append(msg)
 
 
+def _why(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _read(arr: Any, a: int | None = None, b: int | None = None) -> tuple[np.ndarray | None, str | None]:
     """(data, None) or (None, reason) when the chunk cannot be read or decoded."""
     try:
         return np.asarray(arr[a:b] if a is not None else arr[...]), None
-    except Exception as exc:  # noqa: BLE001 - any decode/IO failure is a damaged chunk
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        return None, f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - any decode/IO failure (incl. a crc32c mismatch) is a damaged chunk
+        return None, _why(exc)
 
 
 def _unreadable(key: str, a: int, b: int, why: str) -> str:
@@ -73,29 +100,149 @@ def _part_regions(store: Store) -> set[str]:
     return {name for name, r in regions.items() if isinstance(r, dict) and r.get("part") is not None}
 
 
-def _stage1_arrays(L: Layout, parts: set[str]) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], Any, Any, tuple]]:
-    """Per-sample arrays the jacobians stage writes: key -> (shape, chunks, dtype, fill, dims), as store.py creates them."""
-    cs, (h, w) = L.chunk, L.grid
-    gd = "f8" if L.gram_dtype == "float64" else "f4"
-    out: dict[str, Any] = {
-        "latents": ((L.n, L.d), (cs, L.d), "f4", np.nan, ("sample", "latent")),
-        "images": ((L.n, *L.preview_hw, 3), (cs, *L.preview_hw, 3), "u1", 0, ("sample", "row", "col", "rgb")),
-        "status": ((L.n,), (cs,), "u1", PENDING, ("sample",)),
-        "errors": ((L.n,), (cs,), str, None, ("sample",)),
-    }
-    if L.keep_jacobians:
-        out["jacobians"] = ((L.n, L.channels, h, w, L.d), (cs, L.channels, h, w, L.d), "f2", np.nan,
-                            ("sample", "channel", "row", "col", "latent"))
+def _stage1_keys(L: Layout, parts: set[str]) -> list[str]:
+    """Per-sample arrays the jacobians stage writes (and a resume can recreate)."""
+    keys = ["latents", "images", "status", "errors", *(["jacobians"] if L.keep_jacobians else [])]
     for r in L.regions:
-        for k in ("gram_in", "gram_out"):
-            out[f"regions/{r}/{k}"] = ((L.n, L.d, L.d), (cs, L.d, L.d), gd, np.nan, ("sample", "latent_i", "latent_j"))
-        if r in parts:
-            out[f"regions/{r}/mask"] = ((L.n, h, w), (cs, h, w), "f4", np.nan, ("sample", "row", "col"))
-    return out
+        keys += [f"regions/{r}/gram_in", f"regions/{r}/gram_out", *([f"regions/{r}/mask"] if r in parts else [])]
+    return keys
 
 
-def _scan(store: Store, check_spec: bool = True) -> _Scan:
+def _chunk_index(rest: str) -> tuple[int, ...] | None:
+    parts = rest.split("/")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+def _index_listing(listing: dict[str, int]) -> tuple[set[str], dict[str, dict[tuple[int, ...], int]]]:
+    """(paths holding a zarr.json, array path → {chunk index: bytes}) from one store listing."""
+    metas: set[str] = set()
+    chunks: dict[str, dict[tuple[int, ...], int]] = {}
+    for key, size in listing.items():
+        if key == "zarr.json" or key.endswith("/zarr.json"):
+            metas.add(key[: -len("zarr.json")].rstrip("/"))
+            continue
+        head, sep, rest = key.partition("/c/") if not key.startswith("c/") else ("", "c/", key[2:])
+        while sep:
+            idx = _chunk_index(rest)
+            if idx is not None:
+                chunks.setdefault(head, {})[idx] = size
+                break
+            h2, sep, rest = rest.partition("/c/")
+            head = f"{head}/c/{h2}"
+    return metas, chunks
+
+
+def _check_meta(store: Store, path: str, L: Layout, s: _Scan) -> bool | None:
+    """Compare ``<path>/zarr.json`` with the layout table; False (and problems) when it
+    disagrees, None for a group."""
+    name = f"{path}/zarr.json"
+    try:
+        raw = store.read_key(name)
+        doc = json.loads(raw or b"")
+        if isinstance(doc, dict) and doc.get("node_type") == "group" and isinstance(doc.get("attributes", {}), dict):
+            return None
+        if not isinstance(doc, dict) or doc.get("node_type") != "array":
+            raise ValueError(f"node_type {doc.get('node_type') if isinstance(doc, dict) else None!r}, "
+                             "expected 'array' or 'group'")
+        shape = tuple(int(x) for x in doc["shape"])
+        chunks = tuple(int(x) for x in doc["chunk_grid"]["configuration"]["chunk_shape"])
+        dtype = doc["data_type"]
+    except Exception as exc:  # noqa: BLE001 - corrupt metadata is a finding, never a crash
+        s.problems.append(f"{name}: array metadata unreadable ({_why(exc)}); expected zarr v3 array metadata")
+        s.bad_meta.add(path)
+        return False
+    found = spec_for(path, L)
+    if found is None:
+        return True  # not an array of ours: nothing to compare with
+    spec = found[0]
+    try:
+        geo = geometry(path, L, shape, dtype=dtype if spec.dtype == "given" else None,
+                       tail=shape[1:] if "*tail" in spec.shape else ())
+    except ValueError as exc:
+        s.problems.append(str(exc))
+        s.bad_meta.add(path)
+        return False
+    want_dtype = "string" if geo.dtype is str else V3_DTYPE.get(np.dtype(geo.dtype).str[1:], str(geo.dtype))
+    bad = []
+    if chunks != geo.chunks:
+        bad.append(f"chunks {list(chunks)}, expected {list(geo.chunks)}")
+    if dtype != want_dtype:
+        bad.append(f"data_type {dtype!r}, expected {want_dtype!r}")
+    if not fill_equal(doc.get("fill_value"), geo.fill):
+        bad.append(f"fill_value {doc.get('fill_value')!r}, expected {geo.fill!r}")
+    if store.format >= STORE_FORMAT:
+        dims = tuple(doc.get("dimension_names") or ())
+        if dims != tuple(geo.dims or ()):
+            bad.append(f"dimension_names {list(dims)}, expected {list(geo.dims or ())}")
+        codecs = [c.get("name") if isinstance(c, dict) else c for c in doc.get("codecs", [])]
+        if "crc32c" not in codecs:
+            bad.append(f"codecs {codecs}, expected a crc32c checksum")
+    if bad:
+        s.problems.append(f"{name}: {'; '.join(bad)} (layout table row {spec.kind!r})")
+        s.bad_meta.add(path)
+        return False
+    return True
+
+
+class _Pool:
+    """Chunk reads in a thread pool (full scan); results applied in submission order."""
+
+    def __init__(self, threads: int) -> None:
+        self.ex = ThreadPoolExecutor(max_workers=max(1, threads))
+        self.jobs: list[tuple[Any, Callable[[Any], None]]] = []
+
+    def read(self, arr: Any, a: int, b: int, then: Callable[[tuple[np.ndarray | None, str | None]], None]) -> None:
+        self.jobs.append((self.ex.submit(_read, arr, a, b), then))
+
+    def drain(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for fut, then in jobs:
+            then(fut.result())
+
+    def close(self) -> None:
+        self.ex.shutdown(wait=True)
+
+
+def _read_status(g: Any, key: str, L: Layout, n: int, chunks: list[tuple[int, int]], s: _Scan,
+                 on_bad: Callable[[int, int, str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """(raw status [n], known [n]) -- whole-array read, per chunk only when that fails."""
+    status = np.full(n, PENDING, dtype=np.uint8)
+    known = np.ones(n, dtype=bool)
+    st, _ = _read(g[key])
+    if st is not None:
+        return st.astype(np.uint8), known
+    for a, b in chunks:
+        x, why = _read(g[key], a, b)
+        if x is None:
+            on_bad(a, b, _unreadable(key, a, b, why or ""))
+            known[a:b] = False
+        else:
+            status[a:b] = x
+    return status, known
+
+
+def _invalid(key: str, raw: np.ndarray) -> tuple[str, np.ndarray] | None:
+    bad = ~valid_status(raw)
+    if not bad.any():
+        return None
+    idx = np.flatnonzero(bad)
+    ex = ", ".join(f"[{i}] = {int(raw[i])}" for i in idx[:3])
+    return (f"{key}: {idx.size} value(s) outside the status codes ({ex}{' ...' if idx.size > 3 else ''}); "
+            f"expected {_CODES}; read as pending and recomputed"), bad
+
+
+def _scan(store: Store, check_spec: bool = True, full: bool = True, threads: int | None = None) -> _Scan:
     s = _Scan()
+    try:
+        _scan_into(store, s, check_spec, full, threads or min(8, 2 * (os.cpu_count() or 1)))
+    except Exception as exc:  # noqa: BLE001 - verify lists problems, it never crashes
+        s.problems.append(f"{store.uri}: scan stopped ({_why(exc)}); expected a readable store -- the problems "
+                          "above are incomplete")
+        s.unfixable.append(s.problems[-1])
+    return s
+
+
+def _scan_into(store: Store, s: _Scan, check_spec: bool, full: bool, threads: int) -> None:
     L = store.layout
     g = store.group
     if check_spec:
@@ -107,43 +254,76 @@ def _scan(store: Store, check_spec: bool = True) -> _Scan:
                 s.problems.append("fingerprint: the stored spec does not reproduce the stored fingerprint")
         except Exception as exc:  # noqa: BLE001
             s.problems.append(f"spec: stored spec does not parse ({exc})")
+    metas, chunk_files = _index_listing(store.listing())
     parts = _part_regions(store)
-    stage1 = _stage1_arrays(L, parts)
+    stage1 = _stage1_keys(L, parts)
     h, w = L.grid
-    expected = {k: v[0] for k, v in stage1.items()}
-    for r in L.regions:
-        expected.setdefault(f"regions/{r}/mask", (L.n, h, w) if r in L.per_sample_masks else (h, w))
-    for key, shape in expected.items():
-        if key not in g:
+    # 1. metadata of every array against the table (text only: corrupt JSON never reaches zarr)
+    checked = {p: _check_meta(store, p, L, s) for p in sorted(metas) if p}
+    meta_ok = {p: ok for p, ok in checked.items() if ok is not None}
+    arrays = set(meta_ok)
+    required = list(stage1) + [f"regions/{r}/mask" for r in L.regions if r not in parts]
+    for key in required:
+        recomputable = key in stage1
+        if key not in arrays:
             msg = f"{key}: array missing"
-        elif tuple(g[key].shape) != shape:
-            msg = f"{key}: shape {list(g[key].shape)}, expected {list(shape)}"
-        else:
+            s.problems.append(msg)
+        elif meta_ok.get(key, False):
             continue
-        s.problems.append(msg)
-        (s.missing if key in stage1 else s.unfixable).append(key if key in stage1 else msg)
-    if "status" in s.missing:
-        return s
-    chunks = L.chunks()
-    status = np.full(L.n, PENDING, dtype=np.uint8)
-    known = np.ones(L.n, dtype=bool)  # False where the status chunk is unreadable
-    for a, b in chunks:
-        st, why = _read(g["status"], a, b)
-        if st is None:
-            s.unit(a, b, _unreadable("status", a, b, why))
-            known[a:b] = False
         else:
-            status[a:b] = st
-    # Static masks: written once at creation, read by every unit.
+            msg = next((p for p in s.problems if p.startswith(key)), f"{key}: bad metadata")
+        if recomputable:
+            s.missing.append(key)
+        else:
+            s.unfixable.append(msg)
+    if "status" in s.missing:
+        return
+    chunks = L.chunks()
+    pool = _Pool(threads) if full else None
+    try:
+        _scan_data(store, s, L, chunks, chunk_files, parts, stage1, arrays, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _present(chunk_files: dict[str, dict[tuple[int, ...], int]], key: str, ndim: int, a: int, chunk: int) -> int | None:
+    """Bytes of the chunk holding sample ``a`` of a sample-chunked array (None: absent)."""
+    return chunk_files.get(key, {}).get((a // chunk, *([0] * (ndim - 1))))
+
+
+def _scan_data(store: Store, s: _Scan, L: Layout, chunks: list[tuple[int, int]],
+               chunk_files: dict[str, dict[tuple[int, ...], int]], parts: set[str], stage1: list[str],
+               arrays: set[str], pool: _Pool | None) -> None:
+    g = store.group
+    raw, known = _read_status(g, "status", L, L.n, chunks, s, lambda a, b, m: s.unit(a, b, m))
+    inv = _invalid("status", raw)
+    if inv is not None:
+        s.problems.append(inv[0])
+        for a, b in chunks:
+            if inv[1][a:b].any():
+                s.units.setdefault((a, b), []).append(inv[0])
+    status = np.where(valid_status(raw), raw, PENDING).astype(np.uint8)
+    status[~known] = PENDING
+    # static masks: written once at creation, read by every unit (h×w: tiny)
     for r in L.regions:
         key = f"regions/{r}/mask"
-        if r in parts or key not in g or tuple(g[key].shape) != expected[key]:
+        if r in parts or key in s.bad_meta or key not in arrays:
             continue
-        for a, b in chunks if r in L.per_sample_masks else [(None, None)]:  # per-sample file masks: by chunk
+        per_sample = r in L.per_sample_masks
+        spans: list[tuple[int | None, int | None]] = list(chunks) if per_sample else [(None, None)]
+        for a, b in spans:
+            if per_sample and pool is None:
+                assert a is not None
+                if _present(chunk_files, key, 3, a, L.chunk) is None:
+                    msg = f"{key}[{a}:{b}]: chunk missing; written at store creation"
+                    s.problems.append(msg)
+                    s.unfixable.append(msg)
+                continue
             m, why = _read(g[key], a, b)
             if m is None or not np.isfinite(m).all():
                 where = "" if a is None else f"[{a}:{b}]"
-                msg = (f"{key}{where}: {'unreadable (' + why + ')' if m is None else 'holds NaN/Inf'}; "
+                msg = (f"{key}{where}: {'unreadable (' + str(why) + ')' if m is None else 'holds NaN/Inf'}; "
                        "written at store creation")
                 s.problems.append(msg)
                 s.unfixable.append(msg)
@@ -155,75 +335,159 @@ def _scan(store: Store, check_spec: bool = True) -> _Scan:
             continue
         done = status[a:b] == DONE
         for key in data_keys:
-            x, why = _read(g[key], a, b)
-            if x is None:
-                s.unit(a, b, _unreadable(key, a, b, why))
-                continue
-            if key in finite_keys and done.any():
-                x = x[done]
-                bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
-                for i in np.flatnonzero(done)[bad]:
-                    s.unit(a, b, f"{key}[{a + i}]: sample marked done but holds NaN/Inf (missing or corrupt chunk?)")
-            if key == "errors":
+            spec = spec_for(key, L)
+            ndim = len(geometry(key, L).shape)
+            if spec is not None and spec[0].presence and done.any():
+                size = _present(chunk_files, key, ndim, a, L.chunk)
+                if size is None:
+                    s.unit(a, b, f"{key}[{a}:{b}]: chunk missing for samples marked done (deleted chunk file?)")
+                    continue
+                if size == 0:
+                    s.unit(a, b, f"{key}[{a}:{b}]: chunk file empty (0 bytes); truncated chunk file")
+                    continue
+            if key == "errors" and (status[a:b] == FAILED).any():
+                x, why = _read(g[key], a, b)
+                if x is None:
+                    s.unit(a, b, _unreadable(key, a, b, why or ""))
+                    continue
                 for i in np.flatnonzero(status[a:b] == FAILED):
                     if not str(x[i]):
                         s.problems.append(f"errors[{a + i}]: sample marked failed without a reason")
+                continue
+            if pool is None:
+                continue
+
+            def check(res: tuple[np.ndarray | None, str | None], key: str = key, a: int = a, b: int = b,
+                      done: np.ndarray = done) -> None:
+                x, why = res
+                if x is None:
+                    s.unit(a, b, _unreadable(key, a, b, why or ""))
+                    return
+                if key in finite_keys and done.any():
+                    x = x[done]
+                    bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+                    for i in np.flatnonzero(done)[bad]:
+                        s.unit(a, b, f"{key}[{a + i}]: sample marked done but holds NaN/Inf (missing or corrupt chunk?)")
+
+            pool.read(g[key], a, b, check)
+        if pool is not None:
+            pool.drain()
     for region, label, path in store.direction_groups():
-        grp = g[path]
-        missing = [k for k in _RESULT_ARRAYS if k not in grp]
-        if missing:
-            s.problems.extend(f"{path}/{k}: array missing" for k in missing)
-            s.bad_groups.append(path)
+        _scan_group(store, s, L, chunks, chunk_files, status, known, path, arrays, pool)
+    if pool is not None:
+        _scan_rest(store, s, arrays, stage1, pool)
+
+
+def _scan_group(store: Store, s: _Scan, L: Layout, chunks: list[tuple[int, int]],
+                chunk_files: dict[str, dict[tuple[int, ...], int]], status: np.ndarray, known: np.ndarray, path: str,
+                arrays: set[str], pool: _Pool | None) -> None:
+    g = store.group
+    missing = [k for k in _RESULT_ARRAYS if f"{path}/{k}" not in arrays]
+    broken = [k for k in _RESULT_ARRAYS if f"{path}/{k}" in s.bad_meta]
+    if missing or broken:
+        s.problems.extend(f"{path}/{k}: array missing" for k in missing)
+        s.bad_groups.append(path)
+        return
+    grp = g[path]
+    todo = s.group_units.setdefault(path, set())
+    extra = [k for k in sorted(arrays) if k.startswith(f"{path}/") and k.rsplit("/", 1)[-1] not in _RESULT_ARRAYS
+             and k.count("/") <= path.count("/") + 2 and f"{k}" not in s.bad_meta]
+    extra = [k[len(path) + 1:] for k in extra]
+    raw, fknown = _read_status(grp, "status", L, L.n, chunks, s,
+                               lambda a, b, m: (s.problems.append(m.replace("status", f"{path}/status", 1)),
+                                                todo.add((a, b))))
+    inv = _invalid(f"{path}/status", raw)
+    if inv is not None:
+        s.problems.append(inv[0])
+        todo.update((a, b) for a, b in chunks if inv[1][a:b].any())
+    fst = np.where(valid_status(raw) & fknown, raw, PENDING).astype(np.uint8)
+    for a, b in chunks:
+        done = fst[a:b] == DONE
+        if not done.any() or (a, b) in todo:
             continue
-        todo = s.group_units.setdefault(path, set())
-        fst = np.full(L.n, PENDING, dtype=np.uint8)
-        extra = [k for k, arr in grp.arrays() if k not in _RESULT_ARRAYS and arr.shape[:1] == (L.n,)]
-        if "diagnostics" in grp:  # the method's per-sample diagnostics (RPCA iterations, gaps, ranks)
-            extra += [f"diagnostics/{k}" for k, arr in grp["diagnostics"].arrays() if arr.shape[:1] == (L.n,)]
-        for a, b in chunks:
-            st, why = _read(grp["status"], a, b)
-            if st is None:
-                s.problems.append(_unreadable(f"{path}/status", a, b, why))
-                todo.add((a, b))
-                continue
-            fst[a:b] = st
-            done = st == DONE
-            if not done.any():
-                continue
-            for key in ("rank", "spectrum", *extra):
-                _, why = _read(grp[key], a, b)
-                if why is not None:
-                    s.problems.append(_unreadable(f"{path}/{key}", a, b, why))
+        size = _present(chunk_files, f"{path}/rank", 1, a, L.chunk)
+        if size is None or size == 0:
+            s.problems.append(f"{path}/rank[{a}:{b}]: chunk {'missing' if size is None else 'file empty'} for "
+                              "samples marked done (deleted or truncated chunk file?)")
+            todo.add((a, b))
+            continue
+        if pool is None:
+            continue
+        for key in ("rank", "spectrum", *extra):
+            def check_any(res: tuple[np.ndarray | None, str | None], key: str = key, a: int = a, b: int = b) -> None:
+                if res[0] is None:
+                    s.problems.append(_unreadable(f"{path}/{key}", a, b, res[1] or ""))
                     todo.add((a, b))
-            v, why = _read(grp["vectors"], a, b)
-            rank, _ = _read(grp["rank"], a, b)
+
+            pool.read(grp[key], a, b, check_any)
+
+        def check_vec(res: tuple[np.ndarray | None, str | None], a: int = a, b: int = b, done: np.ndarray = done) -> None:
+            v, why = res
             if v is None:
-                s.problems.append(_unreadable(f"{path}/vectors", a, b, why))
+                s.problems.append(_unreadable(f"{path}/vectors", a, b, why or ""))
                 todo.add((a, b))
-                continue
+                return
+            rank, _ = _read(grp["rank"], a, b)
             ok = np.isfinite(v[done][:, 0, :]).all(axis=1)
             if rank is not None:
                 ok |= rank[done] == 0
             for i in np.flatnonzero(done)[~ok]:
                 s.problems.append(f"{path}/vectors[{a + i}]: marked done but the first direction is NaN")
                 todo.add((a, b))
-        orphans = (fst == DONE) & (status != DONE) & known
-        if orphans.any():
-            s.problems.append(f"{path}: {int(orphans.sum())} samples have directions but no finished Jacobian")
-            todo.update((a, b) for a, b in chunks if orphans[a:b].any())
-    return s
+
+        pool.read(grp["vectors"], a, b, check_vec)
+    if pool is not None:
+        pool.drain()
+    orphans = (fst == DONE) & (status != DONE) & known
+    if orphans.any():
+        s.problems.append(f"{path}: {int(orphans.sum())} samples have directions but no finished Jacobian")
+        todo.update((a, b) for a, b in chunks if orphans[a:b].any())
 
 
-def verify_store(store: Store) -> list[str]:
-    """Every problem found (empty = OK); reads the store, changes nothing."""
-    return _scan(store).problems
+def _scan_rest(store: Store, s: _Scan, arrays: set[str], stage1: list[str], pool: _Pool) -> None:
+    """Full scan of the population and transfer arrays: every stored chunk decodes."""
+    g = store.group
+    for path in sorted(arrays):
+        if not path.startswith(("population/", "transfer/")) or path in s.bad_meta:
+            continue
+        arr = g[path]
+        if arr.ndim == 0:
+            pool.read(arr, None, None, lambda r, p=path: r[0] is None and s.problems.append(  # type: ignore[arg-type]
+                f"{p}: unreadable ({r[1]}); truncated or corrupt chunk file"))
+            continue
+        c0 = arr.chunks[0]
+        for a in range(0, max(arr.shape[0], 1), c0):
+            b = min(a + c0, arr.shape[0])
+
+            def check(res: tuple[np.ndarray | None, str | None], p: str = path, a: int = a, b: int = b) -> None:
+                if res[0] is None:
+                    s.problems.append(_unreadable(p, a, b, res[1] or ""))
+
+            pool.read(arr, a, b, check)
+    pool.drain()
+    for path in sorted(arrays):  # status values of the transfer stage
+        if path.endswith("/status") and path.startswith("transfer/") and path not in s.bad_meta:
+            x, _ = _read(g[path])
+            inv = None if x is None else _invalid(path, x)
+            if inv is not None:
+                s.problems.append(inv[0])
 
 
-def refuse_if_damaged(store: Store, stages: str) -> None:
+def verify_store(store: Store, full: bool = True, threads: int | None = None) -> list[str]:
+    """Every problem found (empty = OK); reads the store, changes nothing, never raises.
+
+    ``full=False`` is the cheap scan (metadata, status, chunk listing); ``full=True``
+    also decodes every chunk, ``threads`` at a time (see the module docstring).
+    """
+    return _scan(store, full=full, threads=threads).problems
+
+
+def refuse_if_damaged(store: Store, stages: str, full: bool = False) -> None:
     """For runs without the jacobians stage (which is what repairs a store): raise
     :class:`StoreError` listing the damage instead of failing later on an unreadable chunk."""
-    s = _scan(store, check_spec=False)
+    s = _scan(store, check_spec=False, full=full)
     found = s.unfixable + s.missing + [m for msgs in s.units.values() for m in msgs] + s.bad_groups
+    found += [f"{p}: {len(u)} result chunk(s) damaged" for p, u in s.group_units.items() if u]
     if found:
         more = f" (+{len(found) - 3} more)" if len(found) > 3 else ""
         raise StoreError(f"{store.uri}: store is damaged: {'; '.join(found[:3])}{more}; --stages {stages} cannot "
@@ -231,12 +495,13 @@ def refuse_if_damaged(store: Store, stages: str) -> None:
                          "recompute the damaged chunks (see 'lrgan-dist inspect --verify')")
 
 
-def repair_for_resume(store: Store) -> list[str]:
+def repair_for_resume(store: Store, full: bool = False) -> list[str]:
     """Reset what a resume can recompute (see module docstring); returns what was reset.
 
+    ``full`` decodes every chunk first (``submit --verify``); the default is the cheap scan.
     Raises :class:`StoreError` for damage a resume cannot recompute.
     """
-    s = _scan(store, check_spec=False)
+    s = _scan(store, check_spec=False, full=full)
     if s.unfixable:
         more = f" (+{len(s.unfixable) - 3} more)" if len(s.unfixable) > 3 else ""
         raise StoreError(f"{store.uri}: damaged beyond what a resume recomputes: {'; '.join(s.unfixable[:3])}{more}; "
@@ -245,11 +510,8 @@ def repair_for_resume(store: Store) -> list[str]:
     done: list[str] = []
     units = set(s.units)
     if s.missing:
-        specs = _stage1_arrays(L, _part_regions(store))
         for key in s.missing:
-            shape, chunks, dtype, fill, dims = specs[key]
-            kw: dict[str, Any] = {} if fill is None else {"fill_value": fill}
-            g.create_array(key, shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims, overwrite=True, **kw)
+            store.create_array(key)
             done.append(f"{key}: array missing or misshapen; recreated, every sample recomputed")
         units = set(L.chunks())
     for a, b in sorted(units):

@@ -1,22 +1,16 @@
-"""The zarr v3 store: layout (DESIGN.md §4, a contract), provenance, status, resume.
+"""The zarr v3 store: provenance, status, resume, result groups (DESIGN.md §4, a contract).
 
-Layout (N samples, d latent dims, chunk = ``store.chunk_samples``)::
+The arrays themselves -- paths, geometry, dtypes, fill values, dimension names and
+attributes -- are declared once in :mod:`lrgan_dist.store.layout` (``TABLE``); this
+module creates them from it (:meth:`Store.create_array`, :func:`create_array` for
+stages holding a group). Arrays created from now on carry a crc32c checksum after
+compression, so a flipped byte fails to decode. Root attrs: spec, fingerprint,
+lrgan_dist version, created, generator info, ``store_format`` (2: the table's
+contract), ``layout`` (written last).
 
-    /                                  attrs: spec, fingerprint, lrgan_dist version,
-                                       created, generator info, layout
-    latents                 f32 [N, d]
-    images                  u8  [N, H', W', 3]       preview, H' <= 256
-    status                  u8  [N]                  0 pending · 1 done · 2 failed
-    errors                  str [N]                  reason for failed samples
-    jacobians               f16 [N, c, h, w, d]      only when compute.keep_jacobians
-    regions/<name>/mask     f32 [h, w] or [N, h, w]
-    regions/<name>/gram_in  f32|f64 [N, d, d]        M_R per sample
-    regions/<name>/gram_out f32|f64 [N, d, d]        M_B per sample
-    directions/<region>/<label>/vectors   f32 [N, k, d]  unit rows, best first, NaN-padded
-    directions/<region>/<label>/rank      i32 [N]
-    directions/<region>/<label>/spectrum  f32 [N, d]
-    directions/<region>/<label>/status    u8  [N]    factorize status, written last
-    population/<region>/<label>/vectors   f32 [k, d]  (+ spectrum, rank)
+Result groups ``<kind>/<region>/<label>`` (kind ``directions`` or ``population``) follow
+one rule, :meth:`Store.find_result_group`: the label's group when its ``param_hash``
+matches, else ``<label>@<hash8>``.
 
 Rules. Every per-sample array is chunked along the sample axis by the same chunk size,
 and a work unit is exactly one chunk, so every chunk has one writer and writes are
@@ -26,57 +20,37 @@ only once its root attribute ``layout`` exists; that attribute is written last a
 creation, so an interrupted creation is detected and redone. A store created from a
 different data fingerprint is refused unless the caller asks for a fresh one.
 
-Cost: writes are O(chunk bytes); a resume scan reads ``status`` only (N bytes).
+Cost: writes are O(chunk bytes); a resume scan reads ``status`` only (N bytes);
+:meth:`Store.consolidate` one small read per array.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from lrgan_dist import __version__
+from lrgan_dist.store.layout import (DONE, FAILED, PENDING, STORE_FORMAT, Geometry, Layout, diagnostic_fill, geometry,
+                                     normalize_status)
 
-__all__ = ["StoreError", "Layout", "Store", "PENDING", "DONE", "FAILED", "diagnostic_fill"]
+__all__ = ["StoreError", "Layout", "Store", "PENDING", "DONE", "FAILED", "diagnostic_fill", "create_array",
+           "is_lrgan_store", "remove_store", "RESULT_KINDS"]
 
-PENDING, DONE, FAILED = 0, 1, 2
+#: bytes-to-bytes codecs of every array created from now on: compression, then a crc32c
+#: checksum (a flipped byte fails to decode instead of reading as other finite values).
+COMPRESSORS = (ZstdCodec(level=0), Crc32cCodec())
+#: kinds of result groups keyed ``<kind>/<region>/<label>`` (see :meth:`Store.find_result_group`)
+RESULT_KINDS = ("directions", "population")
 
 
 class StoreError(ValueError):
     """A store that cannot be used as asked (maps to CLI exit code 2)."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Array geometry fixed when a store is created."""
-
-    n: int
-    d: int
-    chunk: int
-    image_shape: tuple[int, int, int]  # generator output (C, H, W)
-    preview_hw: tuple[int, int]
-    grid: tuple[int, int]
-    channels: int  # c of the analysis output
-    regions: tuple[str, ...]
-    per_sample_masks: tuple[str, ...]
-    gram_dtype: str
-    keep_jacobians: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "Layout":
-        tup = {"image_shape", "preview_hw", "grid", "regions", "per_sample_masks"}
-        return cls(**{k: (tuple(v) if k in tup else v) for k, v in d.items()})
-
-    def chunks(self) -> list[tuple[int, int]]:
-        return [(s, min(s + self.chunk, self.n)) for s in range(0, self.n, self.chunk)]
 
 
 def _is_remote(uri: str) -> bool:
@@ -97,7 +71,9 @@ def _storage_options(uri: str) -> dict[str, Any] | None:
 
 def open_group(uri: str, mode: str) -> zarr.Group:
     """Open a zarr v3 group at a local path or fsspec URI (``s3://`` and others)."""
-    kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3}
+    # use_consolidated=False: our readers always see live metadata; consolidated metadata
+    # (Store.consolidate) is for outside readers (xarray) and may lag behind a running stage.
+    kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3, "use_consolidated": False}
     opts = _storage_options(uri)
     if opts is not None:
         kwargs["storage_options"] = opts
@@ -128,7 +104,11 @@ class Store:
         attrs = dict(group.attrs)
         if "layout" not in attrs:
             raise StoreError(f"{uri}: not an initialised lrgan-dist store (root attribute 'layout' missing)")
-        self.layout = Layout.from_json(attrs["layout"])
+        try:
+            self.layout = Layout.from_json(attrs["layout"])
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise StoreError(f"{uri}: root attribute 'layout' is malformed ({exc}); expected the layout "
+                             "lrgan-dist wrote at creation") from None
         self.fingerprint: str = attrs.get("fingerprint", "")
         self.spec: dict[str, Any] = attrs.get("spec", {})
 
@@ -165,7 +145,8 @@ class Store:
                 group = open_group(uri, "r+")
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(
-                    f"{uri}: exists but is not a zarr v3 store ({exc}); use --fresh to replace it or choose another --store"
+                    f"{uri}: exists but is not a zarr v3 store ({exc}); expected an empty location or an lrgan-dist "
+                    "store -- choose another --store"
                 ) from None
             attrs = dict(group.attrs)
             if "layout" in attrs:
@@ -178,8 +159,8 @@ class Store:
                 return cls(uri, group)
             if attrs.get("lrgan_dist_creating") is None and any(True for _ in group.keys()):
                 raise StoreError(
-                    f"{uri}: a zarr group that lrgan-dist did not create; expected an empty location or an lrgan-dist store "
-                    "(use --fresh to overwrite)"
+                    f"{uri}: a zarr group that lrgan-dist did not create; expected an empty location or an lrgan-dist "
+                    "store -- choose another --store"
                 )
             # An interrupted creation of ours: start it again.
         _check_writable(uri)
@@ -194,6 +175,7 @@ class Store:
                 "created": _now(),
                 "generator": dict(generator_info),
                 "spec_base_dir": str(spec_base_dir),
+                "store_format": STORE_FORMAT,
             }
         )
         # Written last: the store counts as initialised only from here on.
@@ -201,8 +183,111 @@ class Store:
         return cls(uri, group)
 
     # ------------------------------------------------------------------ status
-    def status(self) -> np.ndarray:
-        return np.asarray(self.group["status"][:], dtype=np.uint8)
+    def status(self, path: str = "status", raw: bool = False) -> np.ndarray:
+        """A status array [N]; values outside the defined codes read as PENDING unless ``raw``."""
+        s = np.asarray(self.group[path][:], dtype=np.uint8)
+        return s if raw else normalize_status(s)
+
+    @property
+    def format(self) -> int:
+        """1 for stores written before the layout table (no dimension-name/attribute/checksum contract)."""
+        return int(self.group.attrs.get("store_format", 1))
+
+    def create_array(self, path: str, shape: tuple[int, ...] | None = None, *, dtype: str | None = None,
+                     tail: tuple[int, ...] = (), overwrite: bool = True, **symbols: int) -> zarr.Array:
+        """Create the array at ``path`` as the layout table declares it (see :func:`create_array`)."""
+        parent, _, leaf = path.rpartition("/")
+        grp = self.group.require_group(parent) if parent else self.group
+        return _new_array(grp, leaf, geometry(path, self.layout, shape, dtype=dtype, tail=tail, **symbols), overwrite)
+
+    def consolidate(self) -> None:
+        """Write zarr consolidated metadata (for xarray / plain zarr readers); call after each stage.
+
+        Cost: one listing and one small read per array of the store; our own code never
+        reads it (it opens with ``use_consolidated=False``), so a stale copy is harmless.
+        """
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "consolidated metadata is not part of the v3 spec"
+            zarr.consolidate_metadata(self.group.store, zarr_format=3)
+
+    def listing(self) -> dict[str, int]:
+        """Every key of the store with its size in bytes: one listing, no reads.
+
+        Local stores: one ``os.walk``; fsspec stores: one ``find(detail=True)``.
+        """
+        st = self.group.store
+        root = getattr(st, "root", None)
+        if root is not None:
+            import os
+
+            base = str(root)
+            out: dict[str, int] = {}
+            for dirpath, _, files in os.walk(base):
+                rel = os.path.relpath(dirpath, base)
+                for f in files:
+                    key = f if rel == "." else f"{rel}/{f}".replace(os.sep, "/")
+                    try:
+                        out[key] = os.stat(os.path.join(dirpath, f)).st_size
+                    except OSError:
+                        continue
+            return out
+        fs, path = getattr(st, "fs", None), getattr(st, "path", None)
+        if fs is not None and path is not None:
+            from zarr.core.sync import sync
+
+            found = sync(fs._find(path, detail=True)) if getattr(fs, "asynchronous", False) else fs.find(path, detail=True)
+            plen = len(path.rstrip("/")) + 1
+            return {k[plen:]: int(v.get("size") or 0) for k, v in found.items()}
+        from zarr.core.sync import sync
+
+        async def _all() -> dict[str, int]:
+            return {k: await st.getsize(k) async for k in st.list()}
+
+        return sync(_all())
+
+    def read_key(self, key: str) -> bytes | None:
+        """Raw bytes of one store key (e.g. an array's ``zarr.json``), None when absent."""
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        buf = sync(self.group.store.get(key, prototype=default_buffer_prototype()))
+        return None if buf is None else buf.to_bytes()
+
+    # ------------------------------------------------------------------ result groups
+    def find_result_group(self, kind: str, region: str, label: str, param_hash: str) -> str | None:
+        """Path of the result group of (kind, region, label) computed with ``param_hash``, or None.
+
+        The one ``label@hash8`` rule: ``<kind>/<region>/<label>`` when its stored
+        ``param_hash`` matches, else ``<kind>/<region>/<label>@<hash8>`` when it exists.
+        """
+        if kind not in RESULT_KINDS:
+            raise ValueError(f"kind: received {kind!r}; expected one of {list(RESULT_KINDS)}")
+        base = f"{kind}/{region}/{label}"
+        if base in self.group and self.group[base].attrs.get("param_hash") == param_hash:
+            return base
+        alt = f"{base}@{param_hash[:8]}"
+        if alt in self.group and self.group[alt].attrs.get("param_hash", param_hash) == param_hash:
+            return alt
+        return None
+
+    def result_group(self, kind: str, region: str, label: str, param_hash: str,
+                     attrs: Mapping[str, Any] | None = None) -> tuple[str, bool]:
+        """(path, created): the group :meth:`find_result_group` names, created when absent.
+
+        A new group is ``<label>`` when that name is free, else ``<label>@<hash8>`` (the
+        group of other parameters stays as it was); ``attrs`` (with ``param_hash``) are
+        written on creation.
+        """
+        found = self.find_result_group(kind, region, label, param_hash)
+        if found is not None:
+            return found, False
+        base = f"{kind}/{region}/{label}"
+        path = base if base not in self.group else f"{base}@{param_hash[:8]}"
+        grp = self.group.require_group(path)
+        grp.attrs.update({**dict(attrs or {}), "param_hash": param_hash, "label": label, "region": region})
+        return path, True
 
     def counts(self, status: np.ndarray | None = None) -> dict[str, int]:
         s = self.status() if status is None else status
@@ -256,50 +341,33 @@ class Store:
     # ------------------------------------------------------------------ directions
     def direction_group(self, region: str, label: str, method: str, params: Mapping[str, Any], param_hash: str,
                         diagnostics: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> str:
-        """Path of the result group for (region, label); create it if absent.
+        """Path of the per-sample result group for (region, label); create it if absent.
 
         A label whose stored parameters differ gets a new group ``<label>@<hash>``
-        rather than a silent overwrite (the original stays as it was).  ``diagnostics``
-        (name → (dtype, trailing shape)) are created as ``<group>/diagnostics/<name>``
-        [N, …], here in the driver, so parallel writers never race to create them.
+        rather than a silent overwrite (the original stays as it was; see
+        :meth:`result_group`).  ``diagnostics`` (name → (dtype, trailing shape)) are created
+        as ``<group>/diagnostics/<name>`` [N, …], here in the driver, so parallel writers
+        never race to create them.
         """
-        base = f"directions/{region}/{label}"
-        path = base
-        if path in self.group:
-            if self.group[path].attrs.get("param_hash") == param_hash:
-                self._require_diagnostics(path, diagnostics)
-                return path
-            path = f"{base}@{param_hash[:8]}"
-            if path in self.group:
-                self._require_diagnostics(path, diagnostics)
-                return path
-        L = self.layout
-        grp = self.group.require_group(path)
-        cs = L.chunk
-        grp.create_array("vectors", shape=(L.n, L.d, L.d), chunks=(cs, L.d, L.d), dtype="f4",
-                         fill_value=np.nan, dimension_names=("sample", "direction", "latent"), overwrite=True)
-        grp.create_array("rank", shape=(L.n,), chunks=(cs,), dtype="i4", fill_value=-1,
-                         dimension_names=("sample",), overwrite=True)
-        grp.create_array("spectrum", shape=(L.n, L.d), chunks=(cs, L.d), dtype="f4", fill_value=np.nan,
-                         dimension_names=("sample", "component"), overwrite=True)
-        grp.create_array("status", shape=(L.n,), chunks=(cs,), dtype="u1", fill_value=0,
-                         dimension_names=("sample",), overwrite=True)
-        grp.attrs.update({"method": method, "params": dict(params), "param_hash": param_hash, "label": label,
-                          "region": region, "created": _now()})
+        path = self.find_result_group("directions", region, label, param_hash)
+        if path is None:
+            base = f"directions/{region}/{label}"
+            path = base if base not in self.group else f"{base}@{param_hash[:8]}"
+            for name in ("vectors", "rank", "spectrum", "status"):
+                self.create_array(f"{path}/{name}")
+            # attributes last: a group counts as found only once its arrays exist
+            self.group[path].attrs.update({"method": method, "params": dict(params), "param_hash": param_hash,
+                                           "label": label, "region": region, "created": _now()})
         self._require_diagnostics(path, diagnostics)
         return path
 
     def _require_diagnostics(self, path: str, schema: Mapping[str, tuple[str, tuple[int, ...]]] | None) -> None:
         if not schema:
             return
-        L = self.layout
         dg = self.group.require_group(f"{path}/diagnostics")
         for name, (dtype, tail) in schema.items():
-            if name in dg:
-                continue
-            dg.create_array(name, shape=(L.n, *tail), chunks=(L.chunk, *tail), dtype=dtype,
-                            fill_value=diagnostic_fill(dtype),
-                            dimension_names=("sample", *["component"] * len(tail)))
+            if name not in dg:
+                self.create_array(f"{path}/diagnostics/{name}", dtype=dtype, tail=tuple(tail))
 
     def write_directions(self, path: str, start: int, stop: int, vectors: np.ndarray, rank: np.ndarray,
                          spectrum: np.ndarray, status: np.ndarray, diagnostics: Mapping[str, np.ndarray] | None = None) -> None:
@@ -370,42 +438,47 @@ class Store:
         }
 
 
-def diagnostic_fill(dtype: str) -> Any:
-    """Fill value of a per-sample diagnostics array: NaN (float), -1 (int), 0 (unsigned/bool)."""
-    return {"f": np.nan, "i": -1, "u": 0}[np.dtype(dtype).kind]
+def _new_array(group: zarr.Group, name: str, geo: Geometry, overwrite: bool = True) -> zarr.Array:
+    """Create one array of the table in ``group`` (geometry, codecs with crc32c, attributes)."""
+    kw: dict[str, Any] = {} if geo.fill is None else {"fill_value": geo.fill}
+    arr = group.create_array(name, shape=geo.shape, chunks=geo.chunks, dtype=geo.dtype, compressors=COMPRESSORS,
+                             dimension_names=geo.dims, attributes=dict(geo.attributes), overwrite=overwrite, **kw)
+    return arr
+
+
+def _root_layout(group: zarr.Group) -> Layout:
+    root = zarr.open_group(store=group.store, path="", mode="r", zarr_format=3, use_consolidated=False)
+    return Layout.from_json(root.attrs["layout"])
+
+
+def create_array(group: zarr.Group, name: str, shape: tuple[int, ...] | None = None, *, layout: Layout | None = None,
+                 dtype: str | None = None, tail: tuple[int, ...] = (), overwrite: bool = True, **symbols: int) -> zarr.Array:
+    """Create ``<group>/<name>`` as :mod:`lrgan_dist.store.layout` declares it.
+
+    For stages that hold a zarr group: ``shape`` binds the row's free symbols (sources,
+    directions, pairs, ...) and is checked against the store's Layout (read from the root
+    when ``layout`` is not given). Raises ValueError for a path or shape outside the table.
+    """
+    path = f"{group.path}/{name}".strip("/")
+    geo = geometry(path, layout or _root_layout(group), shape, dtype=dtype, tail=tail, **symbols)
+    return _new_array(group, name, geo, overwrite)
 
 
 def _create_arrays(g: zarr.Group, L: Layout, static_masks: Mapping[str, np.ndarray]) -> None:
-    cs = L.chunk
-    g.create_array("latents", shape=(L.n, L.d), chunks=(cs, L.d), dtype="f4", fill_value=np.nan,
-                   dimension_names=("sample", "latent"))
-    g.create_array("images", shape=(L.n, *L.preview_hw, 3), chunks=(cs, *L.preview_hw, 3), dtype="u1",
-                   fill_value=0, dimension_names=("sample", "row", "col", "rgb"))
-    g.create_array("status", shape=(L.n,), chunks=(cs,), dtype="u1", fill_value=PENDING, dimension_names=("sample",))
-    g.create_array("errors", shape=(L.n,), chunks=(cs,), dtype=str, dimension_names=("sample",))
-    h, w = L.grid
-    if L.keep_jacobians:
-        g.create_array("jacobians", shape=(L.n, L.channels, h, w, L.d), chunks=(cs, L.channels, h, w, L.d),
-                       dtype="f2", fill_value=np.nan, dimension_names=("sample", "channel", "row", "col", "latent"))
-    gd = "f8" if L.gram_dtype == "float64" else "f4"
+    paths = ["latents", "images", "status", "errors", *(["jacobians"] if L.keep_jacobians else [])]
     for name in L.regions:
-        rg = g.require_group(f"regions/{name}")
-        if name in L.per_sample_masks:
-            arr = rg.create_array("mask", shape=(L.n, h, w), chunks=(cs, h, w), dtype="f4", fill_value=np.nan,
-                                  dimension_names=("sample", "row", "col"))
-            if name in static_masks:  # per-sample masks from a file: written once, here
-                m = np.asarray(static_masks[name], dtype=np.float32)
-                assert m.shape == (L.n, h, w), (name, m.shape)
-                arr[...] = m
-        else:
-            m = np.asarray(static_masks[name], dtype=np.float32)
-            assert m.shape == (h, w), (name, m.shape)
-            arr = rg.create_array("mask", shape=(h, w), chunks=(h, w), dtype="f4", fill_value=np.nan,
-                                  dimension_names=("row", "col"))
+        paths += [f"regions/{name}/{k}" for k in ("mask", "gram_in", "gram_out")]
+    for path in paths:
+        parent, _, leaf = path.rpartition("/")
+        arr = _new_array(g.require_group(parent) if parent else g, leaf, geometry(path, L))
+        region = path.split("/")[1] if path.endswith("/mask") else None
+        if region is not None and region in static_masks:  # static masks and per-sample mask files: written once, here
+            m = np.asarray(static_masks[region], dtype=np.float32)
+            if m.shape != arr.shape:
+                raise ValueError(f"regions/{region}/mask: received shape {list(m.shape)}; expected {list(arr.shape)}")
             arr[...] = m
-        for key in ("gram_in", "gram_out"):
-            rg.create_array(key, shape=(L.n, L.d, L.d), chunks=(cs, L.d, L.d), dtype=gd, fill_value=np.nan,
-                            dimension_names=("sample", "latent_i", "latent_j"))
+        elif region is not None and region not in L.per_sample_masks:
+            raise ValueError(f"regions/{region}/mask: static mask missing; expected one in static_masks")
 
 
 def _check_writable(uri: str) -> None:
@@ -421,15 +494,38 @@ def _check_writable(uri: str) -> None:
         raise StoreError(f"{uri}: location is not writable (no write permission on {parent}); expected a writable path")
 
 
+def is_lrgan_store(uri: str) -> bool:
+    """Whether ``uri`` holds a store lrgan-dist created (root ``zarr.json`` of a zarr v3 group
+    with the root attribute ``layout`` or the creation marker ``lrgan_dist_creating``)."""
+    if not _is_remote(uri):
+        meta = Path(uri.removeprefix("file://")) / "zarr.json"
+        try:
+            doc = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return False
+        attrs = doc.get("attributes") if isinstance(doc, dict) else None
+        return (doc.get("node_type") == "group" and isinstance(attrs, dict)
+                and ("layout" in attrs or "lrgan_dist_creating" in attrs))
+    try:
+        attrs = dict(open_group(uri, "r").attrs)
+    except Exception:  # noqa: BLE001 - not a zarr group at all
+        return False
+    return "layout" in attrs or "lrgan_dist_creating" in attrs
+
+
 def remove_store(uri: str) -> None:
-    """Delete a store (used by --fresh on local paths before re-creation)."""
+    """Delete a store (``--fresh``); refuses anything that is not recognisably an lrgan-dist store.
+
+    Raises StoreError for a foreign location (a directory of other files, a zarr store
+    another tool wrote, a plain file): nothing is removed.
+    """
+    if not store_exists(uri):
+        return
+    if not is_lrgan_store(uri):
+        raise StoreError(f"{uri}: not an lrgan-dist store (no root zarr.json with the attribute 'layout' or "
+                         "'lrgan_dist_creating'); refusing to delete it; expected an lrgan-dist store or an empty "
+                         "location -- choose another --store")
     if _is_remote(uri):
         open_group(uri, "w")
         return
-    p = Path(uri.removeprefix("file://"))
-    if p.exists():
-        shutil.rmtree(p)
-
-
-def to_jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
+    shutil.rmtree(Path(uri.removeprefix("file://")))

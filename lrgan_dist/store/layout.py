@@ -1,0 +1,376 @@
+"""The store layout as one declarative table (DESIGN.md §4, a contract).
+
+Every array any stage creates is one :class:`ArraySpec` row of :data:`TABLE`: its path
+template, geometry (shape and chunks as symbols bound from the store's :class:`Layout`
+or from the array's own shape), dtype, fill value, ``dimension_names`` and
+attributes (``description``, ``units``, ``flag_values``/``flag_meanings``). Creation
+(:mod:`.zarrstore`), the population and transfer stages (through
+:func:`lrgan_dist.store.zarrstore.create_array`) and :mod:`.verify` all read it; nobody
+else declares geometry.
+
+Symbols. ``n`` samples, ``d`` latent dims, ``chunk`` samples per chunk, ``h``/``w``
+analysis grid, ``ph``/``pw`` preview size, ``c`` analysis channels come from the
+Layout; any other symbol (``S`` sources, ``k`` directions, ``P`` pairs, ``A``
+strengths, ``M`` similarity samples, ...) is *free*: bound from the shape the caller
+passes, and must bind consistently (``[S, k, d]`` with ``d`` ≠ the store's is refused).
+``*tail`` is a variable number of trailing axes (per-sample diagnostics). Chunk sizes
+are the resolved symbols clipped below at 1 (zarr needs chunks ≥ 1 on empty axes).
+
+Dimension names: one name per meaning — the preview's ``preview_row`` is not the
+grid's ``row``; a subset of samples (``similarity_sample``) is not ``sample``.
+
+Status codes (:data:`PENDING`, :data:`DONE`, :data:`FAILED`) are defined here once;
+any other stored value is invalid: :func:`valid_status` tells which, readers treat
+them as pending (:func:`normalize_status`) and ``verify`` reports them.
+
+Cost: pure Python on a few dozen rows; resolving a path is one regex match per row.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = [
+    "PENDING", "DONE", "FAILED", "STATUS_FLAGS", "STORE_FORMAT", "Layout", "ArraySpec", "Geometry", "TABLE",
+    "spec_for", "geometry", "diagnostic_fill", "valid_status", "normalize_status", "fill_equal", "V3_DTYPE",
+]
+
+PENDING, DONE, FAILED = 0, 1, 2
+STATUS_FLAGS: tuple[tuple[int, str], ...] = ((PENDING, "pending"), (DONE, "done"), (FAILED, "failed"))
+#: root attribute ``store_format`` of stores whose arrays carry the table's dimension names,
+#: attributes and the crc32c codec; stores without it (format 1) predate the table.
+STORE_FORMAT = 2
+
+
+def valid_status(s: np.ndarray) -> np.ndarray:
+    """True where a stored status value is one of the defined codes."""
+    return np.isin(s, [c for c, _ in STATUS_FLAGS])
+
+
+def normalize_status(s: np.ndarray) -> np.ndarray:
+    """Status with every undefined value read as :data:`PENDING` (recompute, never trust)."""
+    s = np.asarray(s, dtype=np.uint8)
+    return np.where(valid_status(s), s, PENDING).astype(np.uint8)
+
+
+def diagnostic_fill(dtype: str) -> Any:
+    """Fill value of a per-sample diagnostics array: NaN (float), -1 (int), 0 (unsigned/bool)."""
+    return {"f": np.nan, "i": -1, "u": 0, "b": False}[np.dtype(dtype).kind]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Array geometry fixed when a store is created."""
+
+    n: int
+    d: int
+    chunk: int
+    image_shape: tuple[int, int, int]  # generator output (C, H, W)
+    preview_hw: tuple[int, int]
+    grid: tuple[int, int]
+    channels: int  # c of the analysis output
+    regions: tuple[str, ...]
+    per_sample_masks: tuple[str, ...]
+    gram_dtype: str
+    keep_jacobians: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Layout":
+        tup = {"image_shape", "preview_hw", "grid", "regions", "per_sample_masks"}
+        return cls(**{k: (tuple(v) if k in tup else v) for k, v in d.items()})
+
+    def chunks(self) -> list[tuple[int, int]]:
+        return [(s, min(s + self.chunk, self.n)) for s in range(0, self.n, self.chunk)]
+
+    def symbols(self) -> dict[str, int]:
+        """The Layout's geometry symbols (see module docstring)."""
+        return {"n": self.n, "d": self.d, "chunk": self.chunk, "h": self.grid[0], "w": self.grid[1],
+                "ph": self.preview_hw[0], "pw": self.preview_hw[1], "c": self.channels}
+
+
+Dim = str | int
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array of the layout. ``dtype`` ``"gram"`` = the Layout's Gram precision;
+    ``"given"`` = chosen by the writer (diagnostics); ``fill`` ``"auto"`` = :func:`diagnostic_fill`."""
+
+    kind: str
+    path: str  # template, placeholders {region} {label} {scored} {name}
+    shape: tuple[Dim, ...]
+    chunks: tuple[Dim, ...]
+    dtype: str
+    fill: Any
+    dims: tuple[str, ...]
+    description: str
+    stage: str
+    units: str | None = None
+    flags: tuple[tuple[int, str], ...] = ()
+    presence: bool = False  # a chunk holding a done sample is never all fill: it must exist
+    per_sample: bool = False  # axis 0 is the sample axis, chunked by ``chunk``
+    when: str | None = None  # Layout condition: "keep_jacobians", "static_mask", "per_sample_mask"
+    status_of: str | None = None  # for status arrays: what they mark done
+
+    def attributes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"description": self.description}
+        if self.units:
+            out["units"] = self.units
+        if self.flags:
+            out["flag_values"] = [v for v, _ in self.flags]
+            out["flag_meanings"] = " ".join(m for _, m in self.flags)
+        return out
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return _pattern(self.path)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """An :class:`ArraySpec` resolved for one store and one array."""
+
+    spec: ArraySpec
+    path: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype[Any] | type[str]
+    fill: Any
+    dims: tuple[str, ...] | None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    if template not in _PATTERNS:
+        rx = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(template))
+        _PATTERNS[template] = re.compile(f"^{rx}$")
+    return _PATTERNS[template]
+
+
+_STATUS = STATUS_FLAGS
+_SAMPLE_TABLE: tuple[ArraySpec, ...] = (
+    ArraySpec("latents", "latents", ("n", "d"), ("chunk", "d"), "f4", np.nan, ("sample", "latent"),
+              "latent code of each sample, deterministic from (samples.seed, index)", "jacobians",
+              presence=True, per_sample=True),
+    ArraySpec("images", "images", ("n", "ph", "pw", 3), ("chunk", "ph", "pw", 3), "u1", 0,
+              ("sample", "preview_row", "preview_col", "rgb"), "preview image of each sample (H' <= 256)",
+              "jacobians", units="8-bit sRGB", per_sample=True),
+    ArraySpec("status", "status", ("n",), ("chunk",), "u1", PENDING, ("sample",),
+              "jacobians-stage status of each sample, written after its data", "jacobians", flags=_STATUS,
+              per_sample=True, status_of="sample"),
+    ArraySpec("errors", "errors", ("n",), ("chunk",), "str", "", ("sample",),
+              "reason a sample failed (empty unless status is failed)", "jacobians", per_sample=True),
+    ArraySpec("jacobians", "jacobians", ("n", "c", "h", "w", "d"), ("chunk", "c", "h", "w", "d"), "f2", np.nan,
+              ("sample", "channel", "row", "col", "latent"), "Jacobian of the pooled analysis output",
+              "jacobians", presence=True, per_sample=True, when="keep_jacobians"),
+    ArraySpec("region_mask", "regions/{region}/mask", ("h", "w"), ("h", "w"), "f4", np.nan, ("row", "col"),
+              "region mask R on the analysis grid (1 inside, 0 outside)", "create", when="static_mask"),
+    ArraySpec("region_mask_per_sample", "regions/{region}/mask", ("n", "h", "w"), ("chunk", "h", "w"), "f4",
+              np.nan, ("sample", "row", "col"), "per-sample region mask R on the analysis grid", "jacobians",
+              presence=True, per_sample=True, when="per_sample_mask"),
+    ArraySpec("gram_in", "regions/{region}/gram_in", ("n", "d", "d"), ("chunk", "d", "d"), "gram", np.nan,
+              ("sample", "latent_i", "latent_j"), "M_R = J^T diag(R) J per sample (inside the region)",
+              "jacobians", presence=True, per_sample=True),
+    ArraySpec("gram_out", "regions/{region}/gram_out", ("n", "d", "d"), ("chunk", "d", "d"), "gram", np.nan,
+              ("sample", "latent_i", "latent_j"), "M_B = J^T diag(1 - R) J per sample (outside the region)",
+              "jacobians", presence=True, per_sample=True),
+)
+_DIRECTIONS_TABLE: tuple[ArraySpec, ...] = (
+    ArraySpec("directions_vectors", "directions/{region}/{label}/vectors", ("n", "d", "d"), ("chunk", "d", "d"),
+              "f4", np.nan, ("sample", "direction", "latent"), "unit directions per sample, best first, NaN-padded",
+              "factorize", per_sample=True),
+    ArraySpec("directions_rank", "directions/{region}/{label}/rank", ("n",), ("chunk",), "i4", -1, ("sample",),
+              "number of directions found per sample (-1: not computed)", "factorize", presence=True,
+              per_sample=True),
+    ArraySpec("directions_spectrum", "directions/{region}/{label}/spectrum", ("n", "d"), ("chunk", "d"), "f4",
+              np.nan, ("sample", "component"), "the method's spectrum per sample, descending", "factorize",
+              per_sample=True),
+    ArraySpec("directions_status", "directions/{region}/{label}/status", ("n",), ("chunk",), "u1", PENDING,
+              ("sample",), "factorize status of each sample, written after its results", "factorize",
+              flags=_STATUS, per_sample=True, status_of="sample"),
+    ArraySpec("directions_diagnostic", "directions/{region}/{label}/diagnostics/{name}", ("n", "*tail"),
+              ("chunk", "*tail"), "given", "auto", ("sample", "*tail"),
+              "the method's per-sample diagnostic (fill where not computed)", "factorize", per_sample=True),
+)
+_POPULATION_TABLE: tuple[ArraySpec, ...] = (
+    ArraySpec("population_vectors", "population/{region}/{label}/vectors", ("k", "d"), ("k", "d"), "f4", 0.0,
+              ("direction", "latent"), "population directions (rows, best first) from the mean Grams", "population"),
+    ArraySpec("population_spectrum", "population/{region}/{label}/spectrum", ("m",), ("m",), "f4", 0.0,
+              ("component",), "the method's spectrum on the mean Grams", "population"),
+    ArraySpec("population_rank", "population/{region}/{label}/rank", (), (), "i4", 0, (),
+              "number of population directions found", "population"),
+    ArraySpec("population_gram_in", "population/{region}/{label}/gram_in", ("d", "d"), ("d", "d"), "f8", 0.0,
+              ("latent_i", "latent_j"), "mean M_R over done samples (tree reduction, float64)", "population"),
+    ArraySpec("population_gram_out", "population/{region}/{label}/gram_out", ("d", "d"), ("d", "d"), "f8", 0.0,
+              ("latent_i", "latent_j"), "mean M_B over done samples (tree reduction, float64)", "population"),
+    ArraySpec("consensus_vectors", "population/{region}/{label}/consensus/vectors", ("k", "d"), ("k", "d"), "f4",
+              0.0, ("direction", "latent"), "top eigenvectors of the mean projector of carrying subspaces",
+              "population"),
+    ArraySpec("consensus_spectrum", "population/{region}/{label}/consensus/spectrum", ("m",), ("m",), "f4", 0.0,
+              ("component",), "eigenvalues of the mean projector (1: a direction every sample contains)",
+              "population", units="1"),
+)
+_ENERGY = "per-pixel energy v^T M v / area"
+_TRANSFER_TABLE: tuple[ArraySpec, ...] = (
+    ArraySpec("linear_sources", "transfer/linear/sources", ("S",), ("S",), "i4", -1, ("source",),
+              "source sample indices", "transfer"),
+    ArraySpec("linear_status", "transfer/linear/status", ("n",), ("chunk",), "u1", PENDING, ("target",),
+              "linearized scores status of each target, written last", "transfer", flags=_STATUS,
+              per_sample=True, status_of="target"),
+    *(ArraySpec(f"linear_target_{nm}", "transfer/linear/targets/{scored}/" + nm, ("n",), ("chunk",), "f4", np.nan,
+                ("target",), desc, "transfer", units=u, per_sample=True)
+      for nm, desc, u in (("area_in", "area of the target's region mask", "grid cell"),
+                          ("area_out", "area outside the target's region mask", "grid cell"),
+                          ("mean_energy", "(tr M_R + tr M_B) / d of the target (inert rule)", None))),
+    ArraySpec("linear_vectors", "transfer/linear/{region}/{label}/vectors", ("S", "k", "d"), ("S", "k", "d"), "f4",
+              np.nan, ("source", "direction", "latent"), "the source directions scored", "transfer"),
+    ArraySpec("linear_source_energy", "transfer/linear/{region}/{label}/source_energy", ("S", "k"), ("S", "k"),
+              "f4", np.nan, ("source", "direction"), "v^T M_R v at the source", "transfer"),
+    ArraySpec("linear_source_share", "transfer/linear/{region}/{label}/source_share", ("S", "k"), ("S", "k"),
+              "f4", np.nan, ("source", "direction"), "source energy / the source's largest", "transfer", units="1"),
+    ArraySpec("linear_carrying", "transfer/linear/{region}/{label}/carrying", ("S", "k"), ("S", "k"), "bool",
+              False, ("source", "direction"), "source share >= carry_frac", "transfer"),
+    *(ArraySpec(f"linear_{nm}", "transfer/linear/{region}/{label}/on/{scored}/" + nm, ("S", "n", "k"),
+                ("S", "chunk", "k"), "f4", np.nan, ("source", "target", "direction"), desc, "transfer", units=u)
+      for nm, desc, u in (("energy_in", f"{_ENERGY} inside the target's region", None),
+                          ("energy_out", f"{_ENERGY} outside the target's region", None),
+                          ("locality", "energy_in / (energy_in + energy_out)", "1"))),
+    ArraySpec("realized_pairs", "transfer/realized/pairs", ("P", 2), ("P", 2), "i4", -1, ("pair", "end"),
+              "(source, target) sample pairs rendered", "transfer"),
+    ArraySpec("realized_strengths", "transfer/realized/strengths", ("A",), ("A",), "f4", np.nan, ("strength",),
+              "edit strengths alpha", "transfer"),
+    ArraySpec("realized_status", "transfer/realized/status", ("P",), ("chunk",), "u1", PENDING, ("pair",),
+              "realized edits status of each pair, written last per chunk", "transfer", flags=_STATUS,
+              status_of="pair"),
+    *(ArraySpec(f"realized_{nm}", "transfer/realized/{region}/{label}/on/{scored}/" + nm, ("P", "k", "A", 2),
+                ("chunk", "k", "A", 2), "f4", np.nan, ("pair", "direction", "strength", "sign"), desc, "transfer")
+      for nm, desc in (("energy_in", "masked MSE / alpha^2 inside the target's region, sign -, +"),
+                       ("energy_out", "masked MSE / alpha^2 outside the target's region, sign -, +"))),
+    ArraySpec("similarity_samples", "transfer/similarity/samples", ("M",), ("M",), "i4", -1,
+              ("similarity_sample",), "sample indices compared", "transfer"),
+    *(ArraySpec(f"similarity_{nm}", "transfer/similarity/{region}/{label}/" + nm, ("M", "M"), ("M", "M"), "f4",
+                np.nan, ("sample_a", "sample_b"), desc, "transfer", units=u)
+      for nm, desc, u in (("similarity", "sum of cos^2 of principal angles / max rank", "1"),
+                          ("projection_distance", "projection distance between carrying subspaces", "1"),
+                          ("max_angle", "largest principal angle", "degree"))),
+    ArraySpec("similarity_rank", "transfer/similarity/{region}/{label}/rank", ("M",), ("M",), "i4", -1,
+              ("similarity_sample",), "carrying subspace dimension", "transfer"),
+    ArraySpec("similarity_order", "transfer/similarity/{region}/{label}/order", ("M",), ("M",), "i4", -1,
+              ("position",), "average-linkage display order (positions)", "transfer"),
+)
+
+#: kind → spec, every array of the layout.
+TABLE: dict[str, ArraySpec] = {s.kind: s for s in (*_SAMPLE_TABLE, *_DIRECTIONS_TABLE, *_POPULATION_TABLE,
+                                                   *_TRANSFER_TABLE)}
+
+
+def spec_for(path: str, layout: Layout | None = None) -> tuple[ArraySpec, dict[str, str]] | None:
+    """The table row of a stored array path and its placeholder values, or None (not ours).
+
+    ``regions/<r>/mask`` is the static or the per-sample row as the Layout says.
+    """
+    for spec in TABLE.values():
+        m = spec.pattern.match(path)
+        if m is None:
+            continue
+        names = m.groupdict()
+        if spec.when in ("static_mask", "per_sample_mask") and layout is not None:
+            per_sample = names["region"] in layout.per_sample_masks
+            if per_sample != (spec.when == "per_sample_mask"):
+                continue
+        return spec, names
+    return None
+
+
+def _dtype(spec: ArraySpec, layout: Layout, given: str | None) -> Any:
+    if spec.dtype == "gram":
+        return np.dtype("f8" if layout.gram_dtype == "float64" else "f4")
+    if spec.dtype == "given":
+        if given is None:
+            raise ValueError(f"{spec.kind}: the writer must give the dtype")
+        return np.dtype(given)
+    if spec.dtype == "str":
+        return str
+    return np.dtype(spec.dtype)
+
+
+def geometry(path: str, layout: Layout, shape: tuple[int, ...] | None = None, *, dtype: str | None = None,
+             tail: tuple[int, ...] = (), **symbols: int) -> Geometry:
+    """Resolve the table row of ``path`` for this store.
+
+    ``shape`` (optional) binds the row's free symbols and is checked against the Layout;
+    ``tail`` gives the trailing axes of ``*tail`` rows; ``symbols`` binds free symbols by name.
+    Raises ValueError naming the array, what was received and what the table expects.
+    """
+    found = spec_for(path, layout)
+    if found is None:
+        raise ValueError(f"{path}: not an array of the store layout; expected one of the paths of lrgan_dist.store.layout.TABLE")
+    spec, _ = found
+    env: dict[str, int] = {**layout.symbols(), **symbols}
+    pattern = [x for d in spec.shape for x in (([f"*{i}" for i in range(len(tail))]) if d == "*tail" else [d])]
+    for i, t in enumerate(tail):
+        env[f"*{i}"] = int(t)
+    if shape is not None:
+        shape = tuple(int(x) for x in shape)
+        if len(shape) != len(pattern):
+            raise ValueError(f"{path}: received shape {list(shape)}; expected {len(pattern)} axes {list(spec.shape)}")
+        for sym, got in zip(pattern, shape):
+            want = sym if isinstance(sym, int) else env.setdefault(sym, got)
+            if want != got:
+                raise ValueError(f"{path}: received shape {list(shape)}; expected {list(spec.shape)} with "
+                                 f"{sym} = {want}")
+
+    def resolve(dims: tuple[Dim, ...]) -> tuple[int, ...]:
+        out = []
+        for sym in dims:
+            if sym == "*tail":
+                out.extend(int(t) for t in tail)
+            elif isinstance(sym, int):
+                out.append(sym)
+            elif sym in env:
+                out.append(int(env[sym]))
+            else:
+                raise ValueError(f"{path}: symbol {sym!r} of {list(spec.shape)} is unbound; expected a shape or {sym}=")
+        return tuple(out)
+
+    shp = resolve(spec.shape)
+    chunks = tuple(max(1, x) for x in resolve(spec.chunks))
+    dt = _dtype(spec, layout, dtype)
+    fill = diagnostic_fill(str(dt)) if spec.fill == "auto" else spec.fill
+    name = path.rsplit("/", 1)[-1]
+    dims = tuple(x for d in spec.dims for x in ([f"{name}_{i}" for i in range(len(tail))] if d == "*tail" else [d]))
+    return Geometry(spec=spec, path=path, shape=shp, chunks=chunks, dtype=dt, fill=fill,
+                    dims=dims if dims else None, attributes=spec.attributes())
+
+
+#: numpy dtype → zarr v3 ``data_type`` name in zarr.json
+V3_DTYPE = {"f2": "float16", "f4": "float32", "f8": "float64", "u1": "uint8", "i4": "int32", "i8": "int64",
+            "b1": "bool", "u2": "uint16", "u4": "uint32", "i2": "int16", "i1": "int8", "u8": "uint64"}
+
+
+def fill_equal(stored: Any, expected: Any) -> bool:
+    """Whether a zarr.json ``fill_value`` equals the table's (NaN-aware, "NaN" strings)."""
+    if isinstance(stored, str) and stored in ("NaN", "Infinity", "-Infinity"):
+        stored = float(stored.replace("Infinity", "inf"))
+    if isinstance(expected, float) and math.isnan(expected):
+        return isinstance(stored, float) and math.isnan(stored)
+    if isinstance(stored, float) and math.isnan(stored):
+        return False
+    if isinstance(expected, bool) or isinstance(stored, bool):
+        return bool(stored) == bool(expected) and type(stored) is bool
+    if isinstance(expected, str):
+        return stored == expected
+    try:
+        return float(stored) == float(expected)
+    except (TypeError, ValueError):
+        return False
