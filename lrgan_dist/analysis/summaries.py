@@ -27,10 +27,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from lrgan_dist.store.zarrstore import DONE, Store
-from lrgan_dist.core.scores import orth_bases, source_energy, spearman, subspace_similarity
-
 from lrgan_dist.analysis.loaders import open_store
+from lrgan_dist.core.scores import spearman
+from lrgan_dist.core.subspaces import orth_bases, source_energy, subspace_similarity
+from lrgan_dist.store.zarrstore import DONE, Store
 
 __all__ = ["summarize_transfer", "realized_agreement", "matched_comparison", "lambda_sweep",
            "box_mask_pairs", "box_vs_mask", "per_target_locality"]

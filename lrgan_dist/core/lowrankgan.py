@@ -8,11 +8,14 @@ Given the Robust PCA of both Grams (:mod:`lrgan_dist.core.rpca`, step 1)::
     D   = normalize_rows(P N Nᵀ)                                        (step 5)
 
 Moving ``x' = x + α·D_k`` changes the region and, to first order, leaves the rest alone.
-Rows whose projection is round-off are dropped (:func:`resolve_drop_tol`).  Cost: two
+Rows whose projection is round-off (:func:`resolve_drop_tol`) or that change the region
+less than 1e-5 of a random direction (inert) are dropped; the rest are ordered by their
+in-region energy ``vᵀM_R v`` after projection, strongest first (:func:`project_directions`).  Cost: two
 RPCA problems per sample (batched) plus O(d³) for the projection."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,10 +23,22 @@ from torch import Tensor
 from lrgan_dist.core.rpca.config import RPCAConfig, RPCAResult
 from lrgan_dist.core.rpca.solve import rpca
 from lrgan_dist.core.shapes import assert_shape
+from lrgan_dist.core.subspaces import INERT_FRAC
 
 #: default of ``drop_tol``: 100·eps of the precision the Grams were computed in (see
 #: :func:`resolve_drop_tol`)
 DROP_TOL = "auto"
+
+
+def check_rank_tol(tol: Any, where: str = "rank_tol") -> None:
+    """The one validator of a ``rank_tol`` (every method's and :func:`numerical_rank`'s):
+    ``"numpy"`` or a positive number; ``where`` names the field in the message."""
+    if isinstance(tol, str):
+        ok = tol == "numpy"
+    else:
+        ok = not isinstance(tol, bool) and isinstance(tol, (int, float)) and tol > 0
+    if not ok:
+        raise ValueError(f"{where}: expected 'numpy' or a positive float, received {tol!r}")
 
 
 def numerical_rank(sv: Tensor, tol: str | float = "numpy", n: int | None = None) -> Tensor:
@@ -33,13 +48,10 @@ def numerical_rank(sv: Tensor, tol: str | float = "numpy", n: int | None = None)
     as the paper's code uses (``n`` = max(n₁, n₂), default k; eps of sv's dtype).  A float
     ``tol`` is relative: ``#{σ > tol · σ_max}``.  All-zero (or NaN) spectra have rank 0.
     """
+    check_rank_tol(tol)
     if isinstance(tol, str):
-        if tol != "numpy":
-            raise ValueError(f"rank_tol: expected 'numpy' or a positive float, received {tol!r}")
         rel = (n if n is not None else sv.shape[-1]) * torch.finfo(sv.dtype).eps
     else:
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
-            raise ValueError(f"rank_tol: expected 'numpy' or a positive float, received {tol!r}")
         rel = float(tol)
     s = torch.nan_to_num(sv, nan=0.0)
     smax = s.amax(-1, keepdim=True)
@@ -68,6 +80,13 @@ def _sign_fix(V: Tensor) -> Tensor:
     i = V.abs().argmax(-1, keepdim=True)
     s = torch.sign(torch.gather(V, -1, i))
     return V * torch.where(s == 0, 1.0, s).to(V.dtype)
+
+
+def check_energy_tol(energy_tol: Any) -> float:
+    """Validate ``energy_tol`` (a number ≥ 0; 0 keeps every non-rounding row) and return it."""
+    if isinstance(energy_tol, bool) or not isinstance(energy_tol, (int, float)) or not energy_tol >= 0:
+        raise ValueError(f"energy_tol: expected a number ≥ 0, received {energy_tol!r}")
+    return float(energy_tol)
 
 
 def resolve_drop_tol(drop_tol: float | str, dtype: torch.dtype) -> float:
@@ -100,17 +119,30 @@ def resolve_drop_tol(drop_tol: float | str, dtype: torch.dtype) -> float:
 
 
 def project_directions(P: Tensor, n_principal: Tensor, Vb: Tensor, start: Tensor,
-                       drop_tol: float = 1e-6, sv: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """D = normalize_rows(P N Nᵀ) with NaN padding (LowRankGAN step 5).
+                       drop_tol: float = 1e-6, sv: Tensor | None = None, M_R: Tensor | None = None,
+                       energy_tol: float = INERT_FRAC) -> tuple[Tensor, Tensor, Tensor]:
+    """D = normalize_rows(P N Nᵀ) with NaN padding (LowRankGAN step 5), strongest edit first.
 
-    P  [B, d, d]  principal directions (rows, best first); rows ≥ n_principal are unused.
+    P  [B, d, d]  principal directions (rows); rows ≥ n_principal are unused.
     Vb [B, d, d]  right singular vectors of L_B (rows, by descending σ); N = Vb[start:]ᵀ.
     sv [B, d]     singular values of L_R in the order of P's rows (optional).
-    A row whose projected length ν (of a unit row of P) is below ``drop_tol`` — or, given
-    ``sv``, whose ``ν·σ_k/σ_1`` is (:func:`resolve_drop_tol`) — lies almost entirely in the
-    row space of L_B and is dropped instead of being normalised into noise; the remaining
-    rows keep their order (by σ of L_R) and are moved to the front; the rest are NaN.
-    Returns (D [B, d, d], count [B] int64).
+    M_R [B, d, d] the region Gram the directions are scored with (optional).
+
+    A row is kept when both hold:
+
+    * its projection is not rounding: the projected length ν (of a unit row of P) is at
+      least ``drop_tol`` — or, given ``sv``, ``ν·σ_k/σ_1`` is (:func:`resolve_drop_tol`);
+    * (given ``M_R``) it changes the region: the unit direction v has
+      ``vᵀ M_R v ≥ energy_tol · tr M_R / d``, i.e. at least ``energy_tol`` (default
+      :data:`~lrgan_dist.core.subspaces.INERT_FRAC` = 1e-5) of the first-order change of a
+      random direction (``E[vᵀM_R v] = tr M_R / d``) — absolute, on the sample's own
+      Jacobian scale. When J is rank-deficient, L_B spans J's row space and P N Nᵀ is
+      round-off that the first rule can pass; such a direction changes nothing (issue 18).
+
+    Kept rows are ordered by their in-region energy ``vᵀ M_R v`` after projection,
+    descending (given ``M_R``; otherwise in P's order), so row 0 is the strongest edit
+    of R. Returns (D [B, d, d] NaN-padded, count [B] int64, energy [B, d]: ``vᵀ M_R v`` of
+    the rows of D, NaN beyond count — all NaN without ``M_R``).
     """
     B, d, _ = P.shape
     ar = torch.arange(d, device=P.device)
@@ -123,20 +155,35 @@ def project_directions(P: Tensor, n_principal: Tensor, Vb: Tensor, start: Tensor
         assert_shape(sv, [B, d], "sv")
         signal = norm * sv / torch.clamp(sv[:, :1], min=torch.finfo(sv.dtype).tiny)
     keep = (ar[None, :] < n_principal[:, None]) & (signal >= drop_tol)
-    order = torch.argsort((~keep).to(torch.int64) * d + ar[None, :], dim=-1, stable=True)
-    D = torch.gather(D / torch.clamp(norm, min=torch.finfo(P.dtype).tiny)[..., None], 1,
-                     order[..., None].expand(B, d, d))
+    D = D / torch.clamp(norm, min=torch.finfo(P.dtype).tiny)[..., None]
+    if M_R is not None:
+        assert_shape(M_R, [B, d, d], "M_R")
+        Mr = M_R.to(D.dtype)
+        energy = ((D @ Mr) * D).sum(-1)  # [B, d] vᵀ M_R v (Zhu et al. 2021, Eq. 2: ‖J_R v‖² / ΣR)
+        rnd = torch.diagonal(Mr, dim1=-2, dim2=-1).sum(-1) / d  # tr M_R / d
+        keep = keep & (rnd[:, None] > 0) & (energy >= energy_tol * rnd[:, None])
+        key = torch.where(keep, -energy, torch.inf)
+        order = torch.argsort(key, dim=-1, stable=True)
+    else:
+        energy = torch.full((B, d), float("nan"), dtype=D.dtype, device=D.device)
+        order = torch.argsort((~keep).to(torch.int64) * d + ar[None, :], dim=-1, stable=True)
+    D = torch.gather(D, 1, order[..., None].expand(B, d, d))
+    energy = torch.gather(energy, 1, order)
     count = keep.sum(-1)
-    D = torch.where((ar[None, :] < count[:, None])[..., None], D, float("nan"))
-    return D, count
+    valid = ar[None, :] < count[:, None]
+    D = torch.where(valid[..., None], D, float("nan"))
+    energy = torch.where(valid, energy, float("nan"))
+    return D, count, energy
 
 
 @dataclass
 class LowRankGANResult:
     """Output of :func:`lowrankgan_directions` (B problems, latent size d).
 
-    vectors       [B, d, d]  projected directions D (unit rows, paper's order, NaN-padded)
-    n_directions  [B] int64  number of valid rows of ``vectors``
+    vectors       [B, d, d]  projected directions D (unit rows, NaN-padded), by in-region
+                             energy after projection, descending (strongest edit first)
+    n_directions  [B] int64  number of valid rows of ``vectors`` (0: no local direction)
+    energy        [B, d]     vᵀ M_R v of the rows of ``vectors`` (NaN-padded)
     principal     [B, d, d]  unprojected principal directions P (NaN-padded beyond r_R)
     rank_R/rank_B [B] int64  numerical ranks of L_R and L_B
     sv_R/sv_B     [B, d]     singular values of L_R and L_B, descending
@@ -146,6 +193,7 @@ class LowRankGANResult:
 
     vectors: Tensor
     n_directions: Tensor
+    energy: Tensor
     principal: Tensor
     rank_R: Tensor
     rank_B: Tensor
@@ -158,7 +206,7 @@ class LowRankGANResult:
 
 def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig(), relax: int = 0,
                           rank_tol: str | float = "numpy", null_clamp: str = "zero",
-                          drop_tol: float | str = DROP_TOL,
+                          drop_tol: float | str = DROP_TOL, energy_tol: float = INERT_FRAC,
                           precision: torch.dtype | None = None) -> LowRankGANResult:
     """LowRankGAN (Zhu et al. 2021, §3.2, DESIGN.md §1 steps 1-5) for a batch of regions.
 
@@ -177,7 +225,10 @@ def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig
 
     ``drop_tol`` (:func:`resolve_drop_tol`): rows with ``ν_k·σ_k/σ_1`` below it are dropped;
     ``"auto"`` = 100·eps of ``precision``, the dtype the Grams were computed in (default:
-    M_R's dtype as passed).
+    M_R's dtype as passed). ``energy_tol``: rows whose region energy ``vᵀM_R v`` is below
+    ``energy_tol · tr M_R / d`` (a random direction's) are dropped as inert, and the kept
+    rows are ordered by ``vᵀM_R v``, descending (:func:`project_directions`). A sample whose
+    every row is inert has ``n_directions = 0`` ("no local direction").
     """
     if M_R.ndim == 2:
         M_R = M_R[None]
@@ -187,7 +238,7 @@ def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig
     B, d, _ = M_R.shape
     assert_shape(M_R, [B, d, d], "M_R")
     assert_shape(M_B, [B, d, d], "M_B")
-    numerical_rank(torch.zeros(1), rank_tol)  # validate early
+    check_rank_tol(rank_tol)  # validate early
     drop = resolve_drop_tol(drop_tol, precision if precision is not None else M_R.dtype)
     res = rpca(torch.cat([M_R, M_B.to(M_R.dtype)]), cfg)
     rR, rB = _split(res, B)
@@ -195,11 +246,12 @@ def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig
     rank_B = numerical_rank(rB.sv, rank_tol, d)
     start = null_space_start(rank_B, d, relax, null_clamp)
     P = _sign_fix(rR.vh)
-    D, count = project_directions(P, rank_R, rB.vh, start, drop, sv=rR.sv)
+    check_energy_tol(energy_tol)
+    D, count, energy = project_directions(P, rank_R, rB.vh, start, drop, sv=rR.sv, M_R=M_R, energy_tol=energy_tol)
     D = _sign_fix(D)
     ar = torch.arange(d, device=D.device)
     principal = torch.where((ar[None, :] < rank_R[:, None])[..., None], P, float("nan"))
-    return LowRankGANResult(vectors=D, n_directions=count, principal=principal, rank_R=rank_R,
+    return LowRankGANResult(vectors=D, n_directions=count, energy=energy, principal=principal, rank_R=rank_R,
                             rank_B=rank_B, sv_R=rR.sv, sv_B=rB.sv, null_start=start,
                             rpca_R=rR, rpca_B=rB)
 

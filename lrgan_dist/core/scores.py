@@ -20,7 +20,17 @@ the target's own Grams of the scoring region (its own per-sample mask when masks
 
     e_in  = vᵀ M_R^{(j)} v         e_out = vᵀ M_B^{(j)} v          (per pixel)
     E_in  = e_in · ΣR^{(j)}        E_out = e_out · ΣB^{(j)}        (total)
-    locality = e_in / (e_in + e_out)       ∈ [0, 1], 1 = perfectly local
+    locality           = E_in / (E_in + E_out)     the SHARE of the first-order change
+                                                   (Σ over the grid of ‖J v‖²) inside R
+    locality_per_pixel = e_in / (e_in + e_out)     the ratio of the mean changes per pixel
+    baseline           = tr M_R ΣR / (tr M_R ΣR + tr M_B ΣB)
+                                                   the locality (share) of a random unit
+                                                   direction, E[vvᵀ] = I/d
+    strength           = (E_in + E_out) / ((tr M_R ΣR + tr M_B ΣB)/d)
+                                                   ‖J v‖² against a random direction's
+
+(issue 18: the per-pixel ratio overstates locality whenever R is smaller than B — a
+random direction on a centre box scores 0.784 per pixel but 0.571 as a share.)
 
 Realized scores (:func:`masked_energy`): render ``x_j ± α v``, pool both images to the
 analysis grid exactly like the Jacobian (:func:`lrgan_dist.core.jacobian.pool_image`),
@@ -30,26 +40,25 @@ analysis grid exactly like the Jacobian (:func:`lrgan_dist.core.jacobian.pool_im
 
 (masked MSE inside/outside per pixel, divided by α² so that r_in → e_in as α → 0:
 the first-order term of δ is α·J v). The ± pair is averaged, which cancels the
-third-order cross term. Realized locality = r_in / (r_in + r_out).
+third-order cross term. Realized locality = the same share with r_in, r_out.
 
 A direction is *inert* at a target when its first-order energy there,
 ``e_in + e_out``, is below ``INERT_FRAC`` (1e-5) of the target's mean energy per unit
 direction ``(tr M_R + tr M_B)/d`` (the expected energy of a random unit direction): it
 changes (almost) nothing, so its locality is a ratio of rounding noise and is left out of
-locality statistics (flagged, not dropped). On the synthetic generator ~6 % of carrying
-(source, target, direction) rows are inert, all below 1e-6, with nothing between 1e-6
-and 6e-3.
+locality statistics (flagged, not dropped). :data:`INERT_FRAC` is the constant of
+:mod:`lrgan_dist.core.subspaces`, whose carrying rule (:func:`~lrgan_dist.core.subspaces.carrying`)
+and LowRankGAN's keep rule use the same floor at the source.
 
-The *carrying* directions of a source are those whose region energy at the source
-``vᵀM_R^{(i)} v`` is at least ``frac`` (1 %) of the source's largest
-(:func:`lrgan_dist.core.subspaces.carrying`, the acceptance-criteria rule).
+The headline numbers of a study (:func:`headline`) — self and cross locality, their
+random baselines and edit strengths over carrying, non-inert rows — are computed here
+once, for the submit summary and for the report's pandas tables.
 
-Subspace similarity (:func:`subspace_similarity`) between two samples' carrying
-subspaces with orthonormal bases Q_a [r_a, d], Q_b [r_b, d]: the cosines of the
-principal angles are the singular values of Q_a Q_bᵀ (Björck & Golub 1973);
-``Σ cos²θ = ‖Q_a Q_bᵀ‖_F²``; the projection distance is
-``‖Q_aᵀQ_a − Q_bᵀQ_b‖_F / √2 = sqrt((r_a + r_b)/2 − Σ cos²θ)``; the *similarity*
-``Σ cos²θ / max(r_a, r_b)`` is 1 for equal subspaces and 0 for orthogonal ones.
+Orthonormal bases, the carrying rule and principal angles live in
+:mod:`lrgan_dist.core.subspaces` (one policy).
+
+Torch is imported lazily (only :func:`masked_energy` needs it), so that the report
+library loads stores without it.
 
 Cost model (S sources × k directions, T targets, d latent size, M similarity samples):
 
@@ -69,25 +78,31 @@ Cost model (S sources × k directions, T targets, d latent size, M similarity sa
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
+
+from lrgan_dist.core.subspaces import INERT_FRAC
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "INERT_FRAC",
     "mean_energy",
     "inert",
+    "locality_share",
+    "locality_per_pixel",
+    "baseline_share",
+    "edit_strength",
+    "headline",
     "quadratic_features",
     "gram_triu",
     "quadratic_forms",
     "quadratic_forms_loop",
     "linearized_transfer",
-    "source_energy",
     "masked_energy",
     "realized_locality",
-    "orth_bases",
-    "subspace_similarity",
     "cluster_order",
     "sample_pairs",
     "rankdata",
@@ -95,12 +110,10 @@ __all__ = [
 ]
 
 
-#: A direction is inert at a target below this fraction of the target's mean energy.
-INERT_FRAC = 1e-5
-
-
 def _as_f64(a: Any) -> np.ndarray:
-    return np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a, dtype=np.float64)
+    if hasattr(a, "detach"):  # a torch tensor, without importing torch here
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
 
 
 def _check(a: np.ndarray, shape: Sequence[int | None], name: str) -> None:
@@ -162,16 +175,16 @@ def quadratic_forms(V: np.ndarray, M: np.ndarray, block: int = 256, dtype: Any =
     tb = max(1, min(block, budget_bytes // (q * item)))
     vfin = np.isfinite(V).all(axis=1)
     V0 = np.where(vfin[:, None], V, 0.0)
-    feats = [torch.from_numpy(np.ascontiguousarray(quadratic_features(V0[a:a + nb]).astype(dtype).T))
+    feats = [np.ascontiguousarray(quadratic_features(V0[a:a + nb]).astype(dtype).T)
              for a in range(0, n, nb)]  # each [q, nb]
     for t0 in range(0, T, tb):
         t1 = min(T, t0 + tb)
         Mb = gram_triu(M[t0:t1]).astype(dtype)  # [tb, q]
         mfin = np.isfinite(Mb).all(axis=1)
-        Mt = torch.from_numpy(np.ascontiguousarray(np.where(mfin[:, None], Mb, 0.0)))
+        Mt = np.ascontiguousarray(np.where(mfin[:, None], Mb, 0.0))
         for j, Wt in enumerate(feats):
             a = j * nb
-            out[t0:t1, a:a + Wt.shape[1]] = (Mt @ Wt).numpy()
+            out[t0:t1, a:a + Wt.shape[1]] = Mt @ Wt
         out[t0:t1][~mfin] = np.nan
     out[:, ~vfin] = np.nan
     return out
@@ -190,15 +203,58 @@ def quadratic_forms_loop(V: np.ndarray, M: np.ndarray) -> np.ndarray:
     return out
 
 
+def locality_share(e_in: Any, e_out: Any, area_in: Any, area_out: Any) -> np.ndarray:
+    """Share of the first-order change inside R: ``ΣR·e_in / (ΣR·e_in + ΣB·e_out)`` (broadcast).
+
+    e_in, e_out per-pixel energies (``vᵀM_R v``, ``vᵀM_B v`` with the area-normalised Grams
+    of DESIGN.md §1), area_in/area_out ΣR, ΣB. The sum over the grid of ‖J v‖² is
+    ``ΣR·e_in + ΣB·e_out``, so this is the fraction of it that falls inside R.
+    """
+    E_in = np.asarray(e_in, dtype=np.float64) * np.asarray(area_in, dtype=np.float64)
+    E_out = np.asarray(e_out, dtype=np.float64) * np.asarray(area_out, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return E_in / (E_in + E_out)
+
+
+def locality_per_pixel(e_in: Any, e_out: Any) -> np.ndarray:
+    """Ratio of the mean changes per pixel ``e_in / (e_in + e_out)`` (not a share; kept under this name)."""
+    e_in, e_out = np.asarray(e_in, dtype=np.float64), np.asarray(e_out, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return e_in / (e_in + e_out)
+
+
+def baseline_share(trace_in: Any, trace_out: Any, area_in: Any, area_out: Any) -> np.ndarray:
+    """Locality (share) of a random unit direction: ``tr M_R ΣR / (tr M_R ΣR + tr M_B ΣB)``.
+
+    ``E[vᵀMv] = tr M / d`` for v uniform on the sphere; d cancels in the share.
+    """
+    return locality_share(trace_in, trace_out, area_in, area_out)
+
+
+def edit_strength(e_in: Any, e_out: Any, trace_in: Any, trace_out: Any, area_in: Any, area_out: Any,
+                  d: int) -> np.ndarray:
+    """Whole-image first-order change against a random direction's: ``vᵀMv / (tr M / d)``.
+
+    M = Jᵀ J (whole grid) = ΣR·M_R + ΣB·M_B, so this is
+    ``(ΣR e_in + ΣB e_out) / ((ΣR tr M_R + ΣB tr M_B)/d)`` (1 = as strong as a random direction).
+    """
+    a_in, a_out = np.asarray(area_in, dtype=np.float64), np.asarray(area_out, dtype=np.float64)
+    num = np.asarray(e_in, dtype=np.float64) * a_in + np.asarray(e_out, dtype=np.float64) * a_out
+    den = (np.asarray(trace_in, dtype=np.float64) * a_in + np.asarray(trace_out, dtype=np.float64) * a_out) / d
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
 def linearized_transfer(V: np.ndarray, gram_in: np.ndarray, gram_out: np.ndarray,
-                        area_in: np.ndarray | None = None, area_out: np.ndarray | None = None,
+                        area_in: np.ndarray, area_out: np.ndarray,
                         block: int = 256, dtype: Any = np.float64) -> dict[str, np.ndarray]:
     """First-order transfer scores of source directions at targets.
 
     V [S, k, d] unit rows (NaN-padded), gram_in/gram_out [T, d, d] the targets' per-pixel
     normalized Grams of the scoring region, area_in/area_out [T] ΣR, ΣB of the targets'
-    masks (optional). Returns float64 arrays [S, T, k]: ``energy_in``, ``energy_out``,
-    ``locality`` and, with areas, ``total_in``, ``total_out``.
+    masks. Returns float64 arrays [S, T, k]: ``energy_in``, ``energy_out``, ``total_in``,
+    ``total_out``, ``locality`` (the share, :func:`locality_share`), ``locality_per_pixel``,
+    ``strength`` (:func:`edit_strength`); and [T]: ``baseline`` (:func:`baseline_share`).
     """
     V = _as_f64(V)
     _check(V, (None, None, None), "V")
@@ -206,24 +262,23 @@ def linearized_transfer(V: np.ndarray, gram_in: np.ndarray, gram_out: np.ndarray
     _check(np.asarray(gram_in), (None, d, d), "gram_in")
     T = np.asarray(gram_in).shape[0]
     _check(np.asarray(gram_out), (T, d, d), "gram_out")
+    a_in = np.asarray(area_in, dtype=np.float64)
+    a_out = np.asarray(area_out, dtype=np.float64)
+    _check(a_in, (T,), "area_in")
+    _check(a_out, (T,), "area_out")
     flat = V.reshape(S * k, d)
     e_in = quadratic_forms(flat, gram_in, block, dtype).reshape(T, S, k).transpose(1, 0, 2)
     e_out = quadratic_forms(flat, gram_out, block, dtype).reshape(T, S, k).transpose(1, 0, 2)
     # Rounding can leave a tiny negative form for a direction in a Gram's null space.
     e_in = np.maximum(e_in, 0.0, where=np.isfinite(e_in), out=e_in)
     e_out = np.maximum(e_out, 0.0, where=np.isfinite(e_out), out=e_out)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loc = e_in / (e_in + e_out)
-    out = {"energy_in": e_in, "energy_out": e_out, "locality": loc}
-    if area_in is not None:
-        a_in = np.asarray(area_in, dtype=np.float64)
-        _check(a_in, (T,), "area_in")
-        out["total_in"] = e_in * a_in[None, :, None]
-    if area_out is not None:
-        a_out = np.asarray(area_out, dtype=np.float64)
-        _check(a_out, (T,), "area_out")
-        out["total_out"] = e_out * a_out[None, :, None]
-    return out
+    tr_in = np.trace(np.asarray(gram_in, dtype=np.float64), axis1=1, axis2=2)
+    tr_out = np.trace(np.asarray(gram_out, dtype=np.float64), axis1=1, axis2=2)
+    ai, ao = a_in[None, :, None], a_out[None, :, None]
+    return {"energy_in": e_in, "energy_out": e_out, "total_in": e_in * ai, "total_out": e_out * ao,
+            "locality": locality_share(e_in, e_out, ai, ao), "locality_per_pixel": locality_per_pixel(e_in, e_out),
+            "strength": edit_strength(e_in, e_out, tr_in[None, :, None], tr_out[None, :, None], ai, ao, d),
+            "baseline": baseline_share(tr_in, tr_out, a_in, a_out)}
 
 
 def mean_energy(gram_in: np.ndarray, gram_out: np.ndarray) -> np.ndarray:
@@ -240,33 +295,43 @@ def inert(energy_in: np.ndarray, energy_out: np.ndarray, mean: np.ndarray, frac:
         return np.asarray(energy_in) + np.asarray(energy_out) < frac * np.asarray(mean)
 
 
-def source_energy(V: np.ndarray, gram_in: np.ndarray, frac: float = 0.01) -> dict[str, np.ndarray]:
-    """Each source's own region energy per direction and the carrying rule.
+def headline(locality: Any, carrying: Any, inert_: Any, self_pair: Any, baseline: Any = None,
+             strength: Any = None) -> dict[str, float]:
+    """The headline numbers of a transfer study, one definition for the submit summary and the report.
 
-    V [S, k, d] (all of a source's stored directions, so that the maximum is over
-    them), gram_in [S, d, d] the source's own M_R. Returns [S, k]: ``energy``
-    (vᵀM_R v), ``share`` (energy / the source's largest), ``carrying`` (bool,
-    share ≥ frac).
+    All arguments broadcast to one shape of rows (e.g. [S, T, k] arrays, or DataFrame
+    columns). Over the rows that are carrying and not inert (NaN localities ignored):
+    ``self_locality`` / ``cross_locality`` (means over self / cross pairs), the same means
+    of the random-direction ``baseline`` (``self_baseline`` / ``cross_baseline``), and the
+    medians of ``strength`` (``self_strength`` / ``cross_strength``). NaN where empty.
     """
-    V = _as_f64(V)
-    M = _as_f64(gram_in)
-    _check(V, (None, None, None), "V")
-    _check(M, (V.shape[0], V.shape[2], V.shape[2]), "gram_in")
-    with np.errstate(invalid="ignore"):
-        e = ((V @ M) * V).sum(axis=-1)  # = region_energy(V, M), as one batched matmul
-    finite = np.isfinite(e)
-    top = np.max(np.where(finite, e, -np.inf), axis=-1, keepdims=True) if e.shape[-1] else np.zeros((e.shape[0], 1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(finite & (top > 0), e / np.where(top > 0, top, 1.0), np.nan)
-    # the rule of lrgan_dist.core.subspaces.carrying
-    carry = finite & (e >= frac * top) & (top > 0)
-    return {"energy": e, "share": share, "carrying": carry}
+    loc = np.asarray(locality, dtype=np.float64)
+    arrs = [loc, np.asarray(carrying, dtype=bool), np.asarray(inert_, dtype=bool), np.asarray(self_pair, dtype=bool)]
+    extra = {"baseline": baseline, "strength": strength}
+    names = [n for n, v in extra.items() if v is not None]
+    arrs += [np.asarray(extra[n], dtype=np.float64) for n in names]
+    b = np.broadcast_arrays(*arrs)
+    loc, carry, dead, selfp = b[:4]
+    sel = carry & ~dead & np.isfinite(loc)
+    out: dict[str, float] = {}
+
+    def agg(x: np.ndarray, m: np.ndarray, fn: Any) -> float:
+        x = x[m]
+        x = x[np.isfinite(x)]
+        return float(fn(x)) if x.size else float("nan")
+
+    for tag, m in (("self", sel & selfp), ("cross", sel & ~selfp)):
+        out[f"{tag}_locality"] = agg(loc, m, np.mean)
+        for n, x in zip(names, b[4:]):
+            out[f"{tag}_{n}"] = agg(x, m, np.mean if n == "baseline" else np.median)
+    return out
 
 
 # ----------------------------------------------------------------------------- realized edits
 
 
-def masked_energy(delta: torch.Tensor, mask: torch.Tensor, alpha: float | torch.Tensor = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_energy(delta: torch.Tensor, mask: torch.Tensor,
+                  alpha: float | torch.Tensor = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel masked energies of pooled image changes (realized counterpart of vᵀM v).
 
     delta [n, c, h, w] = pooled(G(x + αv)) − pooled(G(x)); mask [n, h, w] or [h, w] in
@@ -274,6 +339,8 @@ def masked_energy(delta: torch.Tensor, mask: torch.Tensor, alpha: float | torch.
     ``Σ_p R_p Σ_c δ² / (ΣR α²)`` and the same with B = 1 − R. Channels are summed,
     like the Gram's ``diag(R)`` broadcast over channels; areas are sums over the grid.
     """
+    import torch
+
     if delta.ndim != 4:
         raise ValueError(f"delta: expected [n, c, h, w], received {list(delta.shape)}")
     n, _, h, w = delta.shape
@@ -292,91 +359,19 @@ def masked_energy(delta: torch.Tensor, mask: torch.Tensor, alpha: float | torch.
     return r_in, r_out
 
 
-def realized_locality(r_in: np.ndarray, r_out: np.ndarray, axis: int | None = -1) -> np.ndarray:
-    """Locality from realized energies; with ``axis`` the ± pair along it is averaged first."""
+def realized_locality(r_in: np.ndarray, r_out: np.ndarray, area_in: Any, area_out: Any,
+                      axis: int | None = -1) -> np.ndarray:
+    """Realized locality (share, :func:`locality_share`) from masked energies; with ``axis`` the
+    ± pair along it is averaged first. ``area_in``/``area_out`` broadcast against the result."""
     r_in = np.asarray(r_in, dtype=np.float64)
     r_out = np.asarray(r_out, dtype=np.float64)
     if axis is not None:
         r_in = r_in.mean(axis=axis)
         r_out = r_out.mean(axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return r_in / (r_in + r_out)
+    return locality_share(r_in, r_out, area_in, area_out)
 
 
-# ----------------------------------------------------------------------------- subspaces
-
-
-def orth_bases(V: np.ndarray, keep: np.ndarray | None = None, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-    """Orthonormal bases of per-sample direction sets, zero-padded.
-
-    V [M, k, d] (NaN rows ignored), keep [M, k] bool (e.g. the carrying mask).
-    Returns (Q [M, r, d] with zero rows beyond each sample's rank, rank [M]).
-    """
-    V = _as_f64(V)
-    _check(V, (None, None, None), "V")
-    M_, k, d = V.shape
-    ok = np.isfinite(V).all(axis=2)
-    if keep is not None:
-        ok &= np.asarray(keep, dtype=bool)
-    # Kept rows first, then only as many rows as the largest kept set: LAPACK's SVD is
-    # very slow on stacks of mostly-zero rows (the NaN padding of [N, d, d] results).
-    kmax = max(1, int(ok.sum(axis=1).max())) if M_ else 1
-    first = np.argsort(~ok, axis=1, kind="stable")[:, :kmax]
-    rows = np.take_along_axis(np.where(ok[..., None], V, 0.0), first[..., None], axis=1)
-    X = torch.from_numpy(np.ascontiguousarray(rows))  # [M, kmax, d]
-    # Row space through the SVD; tolerance relative to unit rows.
-    _, s, vh = torch.linalg.svd(X, full_matrices=False)  # s [M, min(kmax,d)], vh [M, min(kmax,d), d]
-    s = s.numpy()
-    rank = (s > tol).sum(axis=1).astype(np.int64)
-    r = int(rank.max()) if M_ else 0
-    Q = vh.numpy()[:, :r, :].copy()
-    for i in range(M_):
-        Q[i, rank[i]:] = 0.0
-    return Q, rank
-
-
-def subspace_similarity(Qa: np.ndarray, ra: np.ndarray, Qb: np.ndarray | None = None,
-                        rb: np.ndarray | None = None, block: int = 64) -> dict[str, np.ndarray]:
-    """Principal-angle statistics between every pair of zero-padded bases.
-
-    Qa [Ma, r, d] with ranks ra [Ma]; Qb/rb default to Qa/ra (a square matrix).
-    Returns [Ma, Mb] arrays: ``similarity`` = Σcos²θ / max(r_a, r_b), ``projection_distance``
-    = sqrt((r_a + r_b)/2 − Σcos²θ), ``max_angle`` / ``min_angle`` (degrees; the largest
-    angle counts the unmatched dimensions of the larger subspace as 90°). A pair with an
-    empty subspace gets NaN.
-    """
-    Qa = _as_f64(Qa)
-    ra = np.asarray(ra, dtype=np.int64)
-    if Qb is None:
-        Qb, rb = Qa, ra
-    Qb = _as_f64(Qb)
-    rb = np.asarray(rb, dtype=np.int64)
-    Ma, Mb = Qa.shape[0], Qb.shape[0]
-    ssq = np.zeros((Ma, Mb))
-    cos_max = np.zeros((Ma, Mb))
-    cos_min = np.zeros((Ma, Mb))
-    tb = torch.from_numpy(Qb)
-    for a0 in range(0, Ma, block):
-        a1 = min(Ma, a0 + block)
-        C = torch.einsum("ard,bsd->abrs", torch.from_numpy(Qa[a0:a1]), tb)  # [a, Mb, r, s]
-        sv = torch.linalg.svdvals(C).clamp(0.0, 1.0).numpy() if C.numel() else np.zeros((a1 - a0, Mb, 0))
-        ssq[a0:a1] = (sv ** 2).sum(axis=-1)
-        cos_max[a0:a1] = sv.max(axis=-1) if sv.shape[-1] else 0.0
-        # smallest cosine over the min(r_a, r_b) matched pairs
-        m = np.minimum(ra[a0:a1, None], rb[None, :])
-        idx = np.clip(m - 1, 0, None)
-        cos_min[a0:a1] = np.take_along_axis(sv, idx[..., None], axis=-1)[..., 0] if sv.shape[-1] else 0.0
-    rmax = np.maximum(ra[:, None], rb[None, :]).astype(np.float64)
-    rmin = np.minimum(ra[:, None], rb[None, :])
-    empty = (ra[:, None] == 0) | (rb[None, :] == 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sim = np.where(empty, np.nan, ssq / np.where(rmax > 0, rmax, 1.0))
-        pdist = np.where(empty, np.nan, np.sqrt(np.maximum((ra[:, None] + rb[None, :]) / 2.0 - ssq, 0.0)))
-    max_ang = np.degrees(np.arccos(np.clip(np.where(rmin < rmax, 0.0, cos_min), 0.0, 1.0)))
-    min_ang = np.degrees(np.arccos(np.clip(cos_max, 0.0, 1.0)))
-    max_ang = np.where(empty, np.nan, max_ang)
-    min_ang = np.where(empty, np.nan, min_ang)
-    return {"similarity": sim, "projection_distance": pdist, "max_angle": max_ang, "min_angle": min_ang}
+# ----------------------------------------------------------------------------- display order
 
 
 def cluster_order(D: np.ndarray) -> np.ndarray:

@@ -1,63 +1,195 @@
-"""Scoring directions: region energy, agreement with a known subspace, locality.
+"""Subspaces of directions: the one orthonormal-basis policy, the carrying rule, principal angles.
 
-Pure numpy. Used by the submit summary, the transfer stage and the tests.
+Pure numpy (no torch, so that :mod:`lrgan_dist.analysis` loads stores without it). Every
+module that needs "the subspace spanned by some directions" or "the directions that carry
+a sample's region" calls this one (issue 12: one definition of each rule).
 
-* region energy of a unit direction v at a sample: ``vᵀ M_R v`` (first-order change
-  of the region per unit step, DESIGN.md §1);
-* the *carrying* directions of a result: those with at least ``frac`` (1 %) of the
-  largest region energy among its directions — the rule used by the acceptance
-  criteria;
-* sine of the angle between v and a subspace span(Q): ``‖v − Q Qᵀ v‖`` (Q orthonormal);
-* coverage of span(Q) by span(V): ``‖Qᵀ orth(V)‖_F² / dim Q`` (1 = V contains Q);
-* locality at a target: ``vᵀM_R v / (vᵀM_R v + vᵀM_B v)`` (per-pixel normalised Grams).
+* **Region energy** of a unit direction v at a sample: ``vᵀ M_R v`` with the per-pixel
+  normalised Gram ``M_R = Jᵀ diag(R) J / ΣR`` (DESIGN.md §1; Zhu et al. 2021, Eq. 2–3):
+  the first-order mean squared change per pixel of R for a unit latent step.
+* **Random-direction energy** ``tr M / d`` = ``E_v[vᵀ M v]`` for v uniform on the unit
+  sphere (``E[vvᵀ] = I/d``): the sample's own Jacobian scale.
+* **Carrying rule** (:func:`carrying`): a finite direction carries its sample's region when
+  ``vᵀM_R v ≥ frac · max_k v_kᵀM_R v_k`` (``frac`` = 1 %, relative to the sample's strongest
+  direction) **and** ``vᵀM_R v ≥ INERT_FRAC · tr M_R / d`` (absolute: a direction that
+  changes the region less than 1e-5 of what a random direction does is inert, issue 18).
+* **Inert rule** (:data:`INERT_FRAC`): the same 1e-5 of a random direction's energy is the
+  floor of LowRankGAN's keep rule (:func:`lrgan_dist.core.lowrankgan.project_directions`)
+  and of the transfer scores' ``inert`` flag at a target (:func:`lrgan_dist.core.scores.inert`).
+* **Orthonormal-basis policy** (:func:`orth_bases`, :func:`orth`): NaN rows are ignored,
+  the remaining rows are scaled to unit length, and a singular value σ of the stack counts
+  when ``σ > ORTH_TOL · σ_max`` with ``ORTH_TOL = 1e-6``. Stored directions are float32
+  unit rows: their rounding (≈ √k·6e-8 ≤ 5e-7 for k ≤ 64) must not count as a dimension,
+  while directions 0.1° apart (σ ≈ 1.7e-3) do.
+* **Principal angles** (:func:`subspace_similarity`, Björck & Golub 1973): for orthonormal
+  bases Q_a [r_a, d], Q_b [r_b, d] the cosines are the singular values of Q_a Q_bᵀ;
+  ``Σcos²θ = ‖Q_a Q_bᵀ‖_F²``, projection distance ``‖Q_aᵀQ_a − Q_bᵀQ_b‖_F/√2 =
+  sqrt((r_a + r_b)/2 − Σcos²θ)``, similarity ``Σcos²θ / max(r_a, r_b)``.
+* Ground-truth agreement: sine of the angle between v and span(Q) ``‖v − QQᵀv‖``;
+  coverage of span(Q) by span(V) ``‖Qᵀ orth(V)‖_F² / dim Q``.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["region_energy", "carrying", "subspace_sines", "subspace_coverage", "locality", "orth"]
+__all__ = ["INERT_FRAC", "ORTH_TOL", "CARRY_FRAC", "region_energy", "random_energy", "carrying", "source_energy",
+           "orth", "orth_bases", "subspace_sines", "subspace_coverage", "subspace_similarity"]
+
+#: a direction is inert at a sample below this fraction of a random unit direction's energy
+INERT_FRAC = 1e-5
+#: the orthonormal-basis policy: singular values ≤ ORTH_TOL · σ_max of the unit-row stack are dropped
+ORTH_TOL = 1e-6
+#: default carrying fraction of the sample's strongest direction
+CARRY_FRAC = 0.01
+
+
+def _f64(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):  # a torch tensor, without importing torch here
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
 
 
 def region_energy(V: np.ndarray, M: np.ndarray) -> np.ndarray:
-    """[..., k, d] directions, [..., d, d] Gram → [..., k] energies (NaN rows → NaN)."""
-    return np.einsum("...kd,...de,...ke->...k", V, M, V)
+    """[..., k, d] directions, [..., d, d] Gram → [..., k] energies ``vᵀMv`` (NaN rows → NaN)."""
+    V, M = _f64(V), _f64(M)
+    with np.errstate(invalid="ignore"):
+        return ((V @ M) * V).sum(axis=-1)
 
 
-def carrying(V: np.ndarray, M: np.ndarray, frac: float = 0.01) -> np.ndarray:
-    """[..., k] bool: finite directions with energy ≥ frac · max energy."""
+def random_energy(M: np.ndarray) -> np.ndarray:
+    """[..., d, d] → [...]: ``tr M / d``, the expected ``vᵀMv`` of a random unit direction."""
+    M = _f64(M)
+    return np.trace(M, axis1=-2, axis2=-1) / M.shape[-1]
+
+
+def source_energy(V: np.ndarray, M: np.ndarray, frac: float = CARRY_FRAC) -> dict[str, np.ndarray]:
+    """The carrying rule with its ingredients, for V [..., k, d] at their own sample's M_R [..., d, d].
+
+    Returns [..., k]: ``energy`` (vᵀM_R v), ``share`` (energy / the sample's largest; NaN
+    where undefined), ``relative`` (energy / (tr M_R / d), the strength against a random
+    direction) and ``carrying`` (bool: ``share ≥ frac`` and ``relative ≥ INERT_FRAC``).
+    """
+    V, M = _f64(V), _f64(M)
+    if V.shape[:-2] != M.shape[:-2] or M.shape[-2:] != (V.shape[-1], V.shape[-1]):
+        raise ValueError(f"M: expected shape {[*V.shape[:-2], V.shape[-1], V.shape[-1]]}, received {list(M.shape)}")
     e = region_energy(V, M)
     finite = np.isfinite(e)
-    top = np.nanmax(np.where(finite, e, -np.inf), axis=-1, keepdims=True)
-    return finite & (e >= frac * top) & (top > 0)
+    if e.shape[-1]:
+        top = np.max(np.where(finite, e, -np.inf), axis=-1, keepdims=True)
+    else:
+        top = np.zeros((*e.shape[:-1], 1))
+    rnd = random_energy(M)[..., None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(finite & (top > 0), e / np.where(top > 0, top, 1.0), np.nan)
+        rel = np.where(finite & (rnd > 0), e / np.where(rnd > 0, rnd, 1.0), np.nan)
+    carry = finite & (top > 0) & (e >= frac * top) & (e >= INERT_FRAC * rnd) & (rnd > 0)
+    return {"energy": e, "share": share, "relative": rel, "carrying": carry}
 
 
-def orth(V: np.ndarray, tol: float = 1e-8) -> np.ndarray:
-    """Orthonormal basis [r, d] of the row space of V [k, d]."""
-    V = V[np.isfinite(V).all(axis=1)]
-    if V.size == 0:
-        return V.reshape(0, V.shape[-1] if V.ndim == 2 else 0)
-    _, s, vt = np.linalg.svd(V, full_matrices=False)
-    return vt[s > tol * max(s.max(), 1e-300)]
+def carrying(V: np.ndarray, M: np.ndarray, frac: float = CARRY_FRAC) -> np.ndarray:
+    """[..., k] bool: the carrying rule (module docstring) for V [..., k, d] at M_R [..., d, d]."""
+    return source_energy(V, M, frac)["carrying"]
+
+
+def orth_bases(V: np.ndarray, keep: np.ndarray | None = None, tol: float = ORTH_TOL) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal bases of per-sample direction sets under the one policy, zero-padded.
+
+    V [M, k, d] (NaN rows ignored), keep [M, k] bool (e.g. the carrying mask). Rows are
+    scaled to unit length; σ counts when ``σ > tol · σ_max``. Returns (Q [M, r, d] with
+    zero rows beyond each sample's rank, rank [M] int64).
+    """
+    V = _f64(V)
+    if V.ndim != 3:
+        raise ValueError(f"V: expected shape [*, *, *], received {list(V.shape)}")
+    M_, k, d = V.shape
+    norm = np.linalg.norm(np.nan_to_num(V), axis=2)
+    ok = np.isfinite(V).all(axis=2) & (norm > 0)
+    if keep is not None:
+        ok &= np.asarray(keep, dtype=bool)
+    # Kept rows first, then only as many rows as the largest kept set (the NaN padding of
+    # [N, d, d] results would otherwise make every SVD d×d).
+    kmax = max(1, int(ok.sum(axis=1).max())) if M_ else 1
+    first = np.argsort(~ok, axis=1, kind="stable")[:, :kmax]
+    U = np.where(ok[..., None], np.nan_to_num(V) / np.where(norm > 0, norm, 1.0)[..., None], 0.0)
+    rows = np.take_along_axis(U, first[..., None], axis=1)  # [M, kmax, d]
+    if M_ == 0:
+        return np.zeros((0, 0, d)), np.zeros(0, dtype=np.int64)
+    _, s, vh = np.linalg.svd(rows, full_matrices=False)  # s [M, m], vh [M, m, d]
+    smax = s.max(axis=1, keepdims=True) if s.shape[1] else np.zeros((M_, 1))
+    rank = ((s > tol * smax) & (smax > 0)).sum(axis=1).astype(np.int64)
+    r = int(rank.max())
+    Q = vh[:, :r, :].copy()
+    Q[np.arange(r)[None, :] >= rank[:, None]] = 0.0
+    return Q, rank
+
+
+def orth(V: np.ndarray, tol: float = ORTH_TOL) -> np.ndarray:
+    """Orthonormal basis [r, d] of the row space of V [k, d] (the policy of :func:`orth_bases`)."""
+    V = _f64(V)
+    if V.ndim != 2:
+        raise ValueError(f"V: expected shape [*, *], received {list(V.shape)}")
+    Q, rank = orth_bases(V[None], tol=tol)
+    return Q[0, : int(rank[0])] if Q.shape[1] else np.zeros((0, V.shape[1]))
 
 
 def subspace_sines(V: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """[k] sines of the angles between unit rows of V [k, d] and span(Q), Q [d, p] orthonormal."""
+    V, Q = _f64(V), _f64(Q)
     Vn = V / np.linalg.norm(V, axis=1, keepdims=True)
     resid = Vn - (Vn @ Q) @ Q.T
     return np.linalg.norm(resid, axis=1)
 
 
 def subspace_coverage(V: np.ndarray, Q: np.ndarray) -> float:
-    """Fraction of span(Q) [d, p] contained in span of the rows of V [k, d]."""
+    """Fraction of span(Q) [d, p] contained in the span of the rows of V [k, d]."""
     B = orth(V)
     if B.shape[0] == 0:
         return 0.0
-    return float(np.linalg.norm(B @ Q) ** 2 / Q.shape[1])
+    return float(np.linalg.norm(B @ _f64(Q)) ** 2 / Q.shape[1])
 
 
-def locality(V: np.ndarray, M_in: np.ndarray, M_out: np.ndarray) -> np.ndarray:
-    """[..., k] first-order locality vᵀM_R v / (vᵀM_R v + vᵀM_B v)."""
-    a = region_energy(V, M_in)
-    b = region_energy(V, M_out)
+def subspace_similarity(Qa: np.ndarray, ra: np.ndarray, Qb: np.ndarray | None = None,
+                        rb: np.ndarray | None = None, block: int = 64) -> dict[str, np.ndarray]:
+    """Principal-angle statistics between every pair of zero-padded bases (:func:`orth_bases`).
+
+    Qa [Ma, r, d] with ranks ra [Ma]; Qb/rb default to Qa/ra (a square matrix).
+    Returns [Ma, Mb] arrays: ``similarity`` = Σcos²θ / max(r_a, r_b), ``projection_distance``
+    = sqrt((r_a + r_b)/2 − Σcos²θ), ``max_angle`` / ``min_angle`` (degrees; the largest
+    angle counts the unmatched dimensions of the larger subspace as 90°). A pair with an
+    empty subspace gets NaN. Cost O(Ma·Mb·r²·d).
+    """
+    Qa = _f64(Qa)
+    ra = np.asarray(ra, dtype=np.int64)
+    if Qb is None:
+        Qb, rb = Qa, ra
+    Qb = _f64(Qb)
+    rb = np.asarray(rb, dtype=np.int64)
+    Ma, Mb = Qa.shape[0], Qb.shape[0]
+    ssq = np.zeros((Ma, Mb))
+    cos_max = np.zeros((Ma, Mb))
+    cos_min = np.zeros((Ma, Mb))
+    for a0 in range(0, Ma, block):
+        a1 = min(Ma, a0 + block)
+        C = np.einsum("ard,bsd->abrs", Qa[a0:a1], Qb)  # [a, Mb, r, s]
+        if C.size:
+            sv = np.clip(np.linalg.svd(C, compute_uv=False), 0.0, 1.0)
+        else:
+            sv = np.zeros((a1 - a0, Mb, 0))
+        ssq[a0:a1] = (sv ** 2).sum(axis=-1)
+        if sv.shape[-1]:
+            cos_max[a0:a1] = sv.max(axis=-1)
+            m = np.minimum(ra[a0:a1, None], rb[None, :])  # smallest cosine over the matched pairs
+            idx = np.clip(m - 1, 0, None)
+            cos_min[a0:a1] = np.take_along_axis(sv, idx[..., None], axis=-1)[..., 0]
+    rmax = np.maximum(ra[:, None], rb[None, :]).astype(np.float64)
+    rmin = np.minimum(ra[:, None], rb[None, :])
+    empty = (ra[:, None] == 0) | (rb[None, :] == 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return a / (a + b)
+        sim = np.where(empty, np.nan, ssq / np.where(rmax > 0, rmax, 1.0))
+        pdist = np.where(empty, np.nan, np.sqrt(np.maximum((ra[:, None] + rb[None, :]) / 2.0 - ssq, 0.0)))
+    max_ang = np.degrees(np.arccos(np.clip(np.where(rmin < rmax, 0.0, cos_min), 0.0, 1.0)))
+    min_ang = np.degrees(np.arccos(np.clip(cos_max, 0.0, 1.0)))
+    return {"similarity": sim, "projection_distance": pdist,
+            "max_angle": np.where(empty, np.nan, max_ang), "min_angle": np.where(empty, np.nan, min_ang)}

@@ -27,10 +27,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrgan_dist.core.subspaces import carrying, subspace_coverage, subspace_sines
-from lrgan_dist.generators import build_generator
 from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine
 from lrgan_dist.core.methods import get_method
+from lrgan_dist.core.subspaces import carrying, subspace_coverage, subspace_sines
+from lrgan_dist.generators import build_generator
 from lrgan_dist.regions import box_mask
 
 PARTS = ("eyes", "mouth")

@@ -13,8 +13,6 @@ import pytest
 import scipy.linalg
 import torch
 
-from lrgan_dist.core.rpca import RPCAConfig
-
 from lrgan_dist.core.lowrankgan import lowrankgan_directions
 from lrgan_dist.core.methods import (
     DirectionResult,
@@ -23,6 +21,7 @@ from lrgan_dist.core.methods import (
     get_method,
     register_method,
 )
+from lrgan_dist.core.rpca import RPCAConfig
 
 PER_SAMPLE = [m for m in ("lowrankgan", "resefa", "jacobian_svd")]
 
@@ -293,7 +292,13 @@ def test_lowrankgan_method_wraps_lowrank(data):
         n = int(res.rank[b])
         cos = (res.vectors[b, :n].double() * ref.vectors[b, :n]).sum(-1).abs()
         np.testing.assert_allclose(cos.numpy(), 1.0, atol=1e-6)
+        # spectrum: the in-region energies vᵀM_R v of the stored rows, descending (issue 18)
+        np.testing.assert_allclose(res.spectrum[b, :n].numpy(), ref.energy[b, :n].numpy(), rtol=1e-6)
+        e = np.einsum("kd,de,ke->k", res.vectors[b, :n].double().numpy(), M_R[b].double().numpy(),
+                      res.vectors[b, :n].double().numpy())
+        np.testing.assert_allclose(res.spectrum[b, :n].numpy(), e, rtol=1e-5)
+        assert (np.diff(e) <= 1e-12 * e.max()).all()
         r = int(ref.rank_R[b])
-        np.testing.assert_allclose(res.spectrum[b, :r].numpy(), ref.sv_R[b, :r].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(res.diagnostics["sv_R"][b, :r].numpy(), ref.sv_R[b, :r].numpy(), rtol=1e-6)
     assert res.diagnostics["rank_B"].tolist() == ref.rank_B.tolist()
     assert res.diagnostics["converged_R"].all()

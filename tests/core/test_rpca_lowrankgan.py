@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from lrgan_dist.core.rpca import RPCAConfig, mu_from_rule, pcp_objective, rpca
-
 from lrgan_dist.core.lowrankgan import lowrankgan_directions, null_space_start, numerical_rank, project_directions
+from lrgan_dist.core.rpca import RPCAConfig, mu_from_rule, pcp_objective, rpca
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -286,8 +285,8 @@ def test_fast_matches_reference_d64(band):
 
 def _generator_grams(kind):
     """One sample's (M_R, M_B), float32 as the pipeline stores them, and λ."""
-    from lrgan_dist.generators import build_generator
     from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine
+    from lrgan_dist.generators import build_generator
     from lrgan_dist.regions import box_mask
 
     if kind == "synthetic":  # eye box of a centred face; λ = 0.25 (see test_ground_truth.py)
@@ -448,8 +447,11 @@ def test_directions_equal_paper_code_on_same_L(relax, clamp):
         n = int(res.n_directions[b])
         assert n == keep.sum() == r_R
         ours = res.vectors[b, :n].numpy()
-        # same rows up to sign, same order
+        # same rows up to sign; ours ordered by in-region energy after projection (issue 18)
+        e = np.einsum("kd,de,ke->k", D, M_R[b].numpy(), D)
+        D = D[np.argsort(-e, kind="stable")]
         np.testing.assert_allclose(np.abs((ours * D).sum(1)), 1.0, atol=1e-8)
+        np.testing.assert_allclose(res.energy[b, :n].numpy(), np.sort(e)[::-1], rtol=1e-8)
         assert torch.isnan(res.vectors[b, n:]).all()
 
 
@@ -459,7 +461,7 @@ def test_projection_drops_directions_inside_the_rest():
     # principal directions e0 (lies in the row space of L_B) and e1 + e2
     P = torch.stack([e[0], (e[1] + e[2]) / math.sqrt(2)] + [e[3]] * 4)[None]
     Vb = torch.stack([e[0], e[1], e[2], e[3], e[4], e[5]])[None]
-    D, count = project_directions(P, torch.tensor([2]), Vb, torch.tensor([2]))
+    D, count, _ = project_directions(P, torch.tensor([2]), Vb, torch.tensor([2]))
     assert count.item() == 1  # e0 projects to 0 and is dropped, not normalised into noise
     np.testing.assert_allclose(D[0, 0].numpy(), e[2].numpy(), atol=1e-12)
     assert torch.isnan(D[0, 1:]).all()

@@ -8,12 +8,29 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrgan_dist.core.subspaces import carrying, locality
 from lrgan_dist.core.jacobian import region_grams
-from lrgan_dist.core.scores import (INERT_FRAC, cluster_order, gram_triu, inert, linearized_transfer, masked_energy,
-                                 mean_energy, orth_bases,
-                                 quadratic_features, quadratic_forms, quadratic_forms_loop, rankdata,
-                                 realized_locality, sample_pairs, source_energy, spearman, subspace_similarity)
+from lrgan_dist.core.scores import (
+    INERT_FRAC,
+    baseline_share,
+    cluster_order,
+    edit_strength,
+    gram_triu,
+    headline,
+    inert,
+    linearized_transfer,
+    locality_per_pixel,
+    locality_share,
+    masked_energy,
+    mean_energy,
+    quadratic_features,
+    quadratic_forms,
+    quadratic_forms_loop,
+    rankdata,
+    realized_locality,
+    sample_pairs,
+    spearman,
+)
+from lrgan_dist.core.subspaces import carrying, orth, orth_bases, source_energy, subspace_similarity
 
 
 def _psd(rng, T, d, rank=None):
@@ -73,8 +90,16 @@ def test_linearized_transfer_matches_evaluate_and_totals():
     assert res["locality"].shape == (S, T, k)
     for s in range(S):
         for t in range(T):
-            ref = locality(V[s], gi[t], go[t])
-            np.testing.assert_allclose(res["locality"][s, t], ref, rtol=1e-10, equal_nan=True)
+            e_in = np.array([v @ gi[t] @ v for v in V[s]])
+            e_out = np.array([v @ go[t] @ v for v in V[s]])
+            np.testing.assert_allclose(res["locality_per_pixel"][s, t], e_in / (e_in + e_out), rtol=1e-10,
+                                       equal_nan=True)
+            share = a_in[t] * e_in / (a_in[t] * e_in + a_out[t] * e_out)
+            np.testing.assert_allclose(res["locality"][s, t], share, rtol=1e-10, equal_nan=True)
+            tr_i, tr_o = np.trace(gi[t]), np.trace(go[t])
+            assert res["baseline"][t] == pytest.approx(a_in[t] * tr_i / (a_in[t] * tr_i + a_out[t] * tr_o))
+            strength = (a_in[t] * e_in + a_out[t] * e_out) / ((a_in[t] * tr_i + a_out[t] * tr_o) / d)
+            np.testing.assert_allclose(res["strength"][s, t], strength, rtol=1e-10, equal_nan=True)
     np.testing.assert_allclose(res["total_in"], res["energy_in"] * a_in[None, :, None])
     np.testing.assert_allclose(res["total_out"], res["energy_out"] * a_out[None, :, None])
     fin = np.isfinite(res["locality"])
@@ -90,7 +115,7 @@ def test_null_space_direction_is_perfectly_local():
     go = (B @ B.T)[None]
     null = np.linalg.svd(B.T)[2][-1]
     gi = _psd(rng, 1, d)
-    res = linearized_transfer(null[None, None], gi, go)
+    res = linearized_transfer(null[None, None], gi, go, np.array([3.0]), np.array([97.0]))
     assert res["locality"][0, 0, 0] == pytest.approx(1.0, abs=1e-12)
 
 
@@ -107,7 +132,7 @@ def test_mean_energy_and_inert_rule():
     emp = np.einsum("nd,de,ne->n", V, gi[0] + go[0], V).mean()
     assert emp == pytest.approx(me[0], rel=0.05)
     null = np.linalg.svd(B[0].T)[2][-1]  # no effect at sample 0
-    res = linearized_transfer(np.stack([null, V[0]])[None], gi[:1], go[:1])
+    res = linearized_transfer(np.stack([null, V[0]])[None], gi[:1], go[:1], np.ones(1), np.ones(1))
     dead = inert(res["energy_in"], res["energy_out"], me[None, :1, None])
     assert dead[0, 0].tolist() == [True, False]
     assert inert(np.array([INERT_FRAC * 0.4]), np.array([INERT_FRAC * 0.4]), 1.0)[0]
@@ -148,8 +173,10 @@ def test_realized_energy_equals_gram_form_for_a_linear_generator():
 def test_realized_locality_averages_signs():
     r_in = np.array([[1.0, 3.0]])
     r_out = np.array([[1.0, 1.0]])
-    assert realized_locality(r_in, r_out)[0] == pytest.approx(2.0 / 3.0)
-    assert realized_locality(r_in, r_out, axis=None)[0, 0] == pytest.approx(0.5)
+    assert realized_locality(r_in, r_out, 1.0, 1.0)[0] == pytest.approx(2.0 / 3.0)
+    assert realized_locality(r_in, r_out, 1.0, 1.0, axis=None)[0, 0] == pytest.approx(0.5)
+    # the share: areas ΣR = 1, ΣB = 3 → 2·1 / (2·1 + 1·3)
+    assert realized_locality(r_in, r_out, 1.0, 3.0)[0] == pytest.approx(2.0 / 5.0)
 
 
 def test_subspace_similarity_against_scipy():
@@ -232,4 +259,90 @@ def test_shape_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"M: expected shape \[\*, 3, 3\]"):
         quadratic_forms(np.ones((2, 3)), np.ones((2, 4, 4)))
     with pytest.raises(ValueError, match="gram_out"):
-        linearized_transfer(np.ones((1, 1, 3)), np.ones((2, 3, 3)), np.ones((1, 3, 3)))
+        linearized_transfer(np.ones((1, 1, 3)), np.ones((2, 3, 3)), np.ones((1, 3, 3)), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match="area_in"):
+        linearized_transfer(np.ones((1, 1, 3)), np.ones((2, 3, 3)), np.ones((2, 3, 3)), np.ones(3), np.ones(2))
+
+
+def test_locality_share_vs_per_pixel_on_a_box_by_hand():
+    """Issue 18: the headline locality is the SHARE of the first-order change inside R, not
+    the per-pixel ratio of the area-normalised Grams. Hand computation on a 3×2 box of a 4×5
+    grid (ΣR = 6 of 20 pixels, not half the image), with J built so that every number is exact."""
+    h, w, d = 4, 5, 2
+    R = np.zeros((h, w))
+    R[1:4, 1:3] = 1.0  # 6 pixels
+    # one channel; direction e0 changes every pixel by 1, e1 changes only the box by 2
+    J = np.zeros((h, w, d))
+    J[..., 0] = 1.0
+    J[..., 1] = 2.0 * R
+    Jf = J.reshape(-1, d)
+    r = R.ravel()
+    gi = (Jf.T * r) @ Jf / r.sum()  # M_R = Jᵀ diag(R) J / ΣR
+    go = (Jf.T * (1 - r)) @ Jf / (1 - r).sum()
+    a_in, a_out = np.array([6.0]), np.array([14.0])
+    v = np.array([1.0, 1.0]) / np.sqrt(2)  # J v = 3/√2 in the box, 1/√2 outside
+    res = linearized_transfer(v[None, None], gi[None], go[None], a_in, a_out)
+    # by hand: per pixel e_in = 9/2, e_out = 1/2; totals 6·9/2 = 27 and 14·1/2 = 7
+    assert res["energy_in"][0, 0, 0] == pytest.approx(4.5) and res["energy_out"][0, 0, 0] == pytest.approx(0.5)
+    assert res["locality_per_pixel"][0, 0, 0] == pytest.approx(0.9)
+    assert res["locality"][0, 0, 0] == pytest.approx(27 / 34)
+    # the direct definition: share of Σ_p ‖(J v)_p‖² inside R
+    jv2 = (Jf @ v) ** 2
+    assert res["locality"][0, 0, 0] == pytest.approx(float((jv2 * r).sum() / jv2.sum()))
+    # random baseline: tr M_R = 1 + 4 = 5 (per pixel in R), tr M_B = 1 → 6·5 / (6·5 + 14·1) = 30/44
+    assert res["baseline"][0] == pytest.approx(30 / 44)
+    # per pixel the same random direction would read 5/6 — far above its share
+    assert locality_per_pixel(np.trace(gi), np.trace(go)) == pytest.approx(5 / 6)
+    assert baseline_share(np.trace(gi), np.trace(go), 6.0, 14.0) == pytest.approx(30 / 44)
+    # strength: ‖J v‖² = 34 against a random direction's E‖J u‖² = tr(JᵀJ)/d = (20 + 24)/2 = 22
+    assert res["strength"][0, 0, 0] == pytest.approx(34 / 22)
+    assert edit_strength(4.5, 0.5, 5.0, 1.0, 6.0, 14.0, d) == pytest.approx(34 / 22)
+    assert locality_share(4.5, 0.5, 6.0, 14.0) == pytest.approx(27 / 34)
+
+
+def test_headline_means_over_carrying_non_inert_rows():
+    loc = np.array([[0.9, 0.5, 0.2], [0.8, np.nan, 0.1]])
+    carry = np.array([[True, True, False], [True, True, True]])
+    dead = np.array([[False, False, False], [False, False, True]])
+    selfp = np.array([[True], [False]])
+    base = np.array([[0.3], [0.4]])
+    strength = np.array([[2.0, 4.0, 9.0], [1.0, 5.0, 7.0]])
+    out = headline(loc, carry, dead, selfp, baseline=base, strength=strength)
+    assert out["self_locality"] == pytest.approx(0.7) and out["cross_locality"] == pytest.approx(0.8)
+    assert out["self_baseline"] == pytest.approx(0.3) and out["cross_baseline"] == pytest.approx(0.4)
+    assert out["self_strength"] == pytest.approx(3.0) and out["cross_strength"] == pytest.approx(1.0)
+    assert np.isnan(headline(loc, np.zeros_like(carry), dead, selfp)["cross_locality"])
+
+
+def test_one_orth_policy_drops_float32_rounding_keeps_small_angles():
+    """Issue 12: one orthonormal-basis policy (ORTH_TOL relative to unit rows) for consensus
+    and similarity: a float32-rounded copy of a row is not a new dimension, a 0.1° tilt is."""
+    rng = np.random.default_rng(11)
+    d = 16
+    V = _unit(rng, 3, d)
+    dup = (V[0] + 1e-7 * rng.normal(size=d)).astype(np.float32).astype(np.float64)
+    assert orth(np.vstack([V, dup])).shape[0] == 3
+    t = np.deg2rad(0.1)
+    u = V[1] - (V[1] @ V[0]) * V[0]
+    u /= np.linalg.norm(u)
+    tilt = np.cos(t) * V[0] + np.sin(t) * u
+    assert orth(np.vstack([V[:1], tilt])).shape[0] == 2
+    # the batched and single forms agree, rows are scaled to unit length first
+    Q, r = orth_bases(np.stack([np.vstack([V, dup]), np.vstack([5 * V[:1], tilt, np.full(d, np.nan), V[2]])]))
+    assert r.tolist() == [3, 3]
+    B = orth(np.vstack([V, dup]))
+    np.testing.assert_allclose(Q[0, :3] @ Q[0, :3].T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(B.T @ B, Q[0, :3].T @ Q[0, :3], atol=1e-10)
+
+
+def test_carrying_rule_has_an_absolute_floor():
+    """Issue 18: a sample whose every direction is inert (≪ a random direction's change) has
+    no carrying direction, however its rows compare with each other."""
+    d = 6
+    M = np.diag([1.0, 1.0, 1.0, 1.0, 1e-9, 0.0])[None]
+    V = np.eye(d)[None, [4, 5]]  # energies 1e-9 and 0 against tr M / d = 4/6
+    assert not carrying(V, M).any()
+    V2 = np.eye(d)[None, [0, 4]]
+    assert carrying(V2, M).tolist() == [[True, False]]
+    se = source_energy(V2, M)
+    assert se["relative"][0, 0] == pytest.approx(1.5)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lrgan_dist.generators.stylegan2.adapter import make_stylegan2
 from lrgan_dist.core.methods.sefa import SeFa, sefa_directions, sefa_from_weights
+from lrgan_dist.generators.stylegan2.adapter import make_stylegan2
 
 SG2 = dict(z_dim=32, w_dim=32, img_resolution=16, channel_base=256, channel_max=16, mapping_layers=2,
            perturb=0.1, seed=1)

@@ -8,12 +8,12 @@ import torch
 from torch import Tensor
 
 from lrgan_dist.core.lowrankgan import (
+    check_rank_tol,
     numerical_rank,
 )
 from lrgan_dist.core.methods.registry import (
     DirectionResult,
     Method,
-    _check_rank_tol,
     _finalize,
     register_method,
 )
@@ -38,7 +38,7 @@ class GANSpace(Method):
         center: bool = True
 
         def __post_init__(self) -> None:
-            _check_rank_tol(self.rank_tol, "ganspace")
+            check_rank_tol(self.rank_tol, "ganspace.rank_tol")
             if not isinstance(self.center, bool):
                 raise ValueError(f"ganspace.center: expected a bool, received {self.center!r}")
 

@@ -7,12 +7,12 @@ import torch
 from torch import Tensor
 
 from lrgan_dist.core.lowrankgan import (
+    check_rank_tol,
     numerical_rank,
 )
 from lrgan_dist.core.methods.registry import (
     DirectionResult,
     Method,
-    _check_rank_tol,
     _finalize,
     _sym_eig_desc,
     register_method,
@@ -33,7 +33,7 @@ class JacobianSVD(Method):
         rank_tol: str | float = 1e-6
 
         def __post_init__(self) -> None:
-            _check_rank_tol(self.rank_tol, "jacobian_svd")
+            check_rank_tol(self.rank_tol, "jacobian_svd.rank_tol")
 
     def _compute(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
         d = gram_in.shape[-1]

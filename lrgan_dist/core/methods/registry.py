@@ -8,11 +8,11 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor
 
+from lrgan_dist.core.digest import json_sha256
 from lrgan_dist.core.lowrankgan import (
     _sign_fix,
 )
 from lrgan_dist.core.shapes import assert_shape
-from lrgan_dist.core.digest import json_sha256
 
 
 @dataclass
@@ -133,14 +133,6 @@ def _finalize(V: Tensor, valid: Tensor, spectrum: Tensor, diagnostics: dict[str,
     return DirectionResult(vectors=V.to(torch.float32), rank=valid.to(torch.int32),
                            spectrum=spectrum.to(torch.float32),
                            diagnostics={k_: v for k_, v in diagnostics.items()})
-
-
-def _check_rank_tol(tol: Any, where: str) -> None:
-    if isinstance(tol, str):
-        if tol != "numpy":
-            raise ValueError(f"{where}.rank_tol: expected 'numpy' or a positive float, received {tol!r}")
-    elif isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
-        raise ValueError(f"{where}.rank_tol: expected 'numpy' or a positive float, received {tol!r}")
 
 
 def _sym_eig_desc(A: Tensor) -> tuple[Tensor, Tensor]:

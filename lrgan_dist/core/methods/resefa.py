@@ -8,12 +8,12 @@ import torch
 from torch import Tensor
 
 from lrgan_dist.core.lowrankgan import (
+    check_rank_tol,
     numerical_rank,
 )
 from lrgan_dist.core.methods.registry import (
     DirectionResult,
     Method,
-    _check_rank_tol,
     _finalize,
     register_method,
 )
@@ -45,7 +45,7 @@ class ReSeFa(Method):
                 raise ValueError(f"resefa.tau: expected a positive number, received {self.tau!r}")
             if self.scale not in ("mean", "trace"):
                 raise ValueError(f"resefa.scale: expected 'mean' or 'trace', received {self.scale!r}")
-            _check_rank_tol(self.rank_tol, "resefa")
+            check_rank_tol(self.rank_tol, "resefa.rank_tol")
 
     def _compute(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
         p = self.params

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor
 
-from lrgan_dist.core.lowrankgan import numerical_rank
+from lrgan_dist.core.lowrankgan import check_rank_tol, numerical_rank
 from lrgan_dist.core.methods.registry import DirectionResult, Method, register_method
 
 __all__ = ["sefa_directions", "sefa_from_weights", "SeFa"]
@@ -130,10 +130,7 @@ class SeFa(Method):
                 object.__setattr__(self, "layers", tuple(sorted(set(int(i) for i in self.layers))))
             if not isinstance(self.include_torgb, bool):
                 raise ValueError(f"sefa.include_torgb: expected a bool, received {self.include_torgb!r}")
-            tol = self.rank_tol
-            if isinstance(tol, str) and tol != "numpy" or not isinstance(tol, str) and (
-                    isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0):
-                raise ValueError(f"sefa.rank_tol: expected 'numpy' or a positive float, received {tol!r}")
+            check_rank_tol(self.rank_tol, "sefa.rank_tol")
 
     def __call__(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
         raise TypeError("sefa is population-only: call from_generator(generator) instead")

@@ -72,8 +72,8 @@ import torch
 
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError
-from lrgan_dist.core.scores import (cluster_order, inert, linearized_transfer, masked_energy, mean_energy, orth_bases,
-                        sample_pairs, source_energy, subspace_similarity)
+from lrgan_dist.core.scores import cluster_order, inert, linearized_transfer, masked_energy, mean_energy, sample_pairs
+from lrgan_dist.core.subspaces import orth_bases, source_energy, subspace_similarity
 
 __all__ = ["TransferGroup", "TransferPlan", "plan_transfer", "run_transfer", "linear_unit", "similarity_unit",
            "TransferWorker", "RESERVED_NAMES"]
@@ -361,8 +361,8 @@ def linear_unit(store_uri: str, unit: tuple[int, int], torch_threads: int | None
     for g in groups:
         V = np.asarray(base[f"{g.key}/vectors"][...])  # [S, k, d]
         for s in g.scored_on:
-            gi, go, _, _ = grams[s]
-            res = linearized_transfer(V, gi, go)
+            gi, go, a_in, a_out = grams[s]
+            res = linearized_transfer(V, gi, go, a_in[want], a_out[want])
             for name in ("energy_in", "energy_out", "locality"):
                 full = np.full((S, n, k), np.nan, dtype=np.float32)
                 full[:, want] = res[name].astype(np.float32)
