@@ -6,7 +6,8 @@ import pytest
 import zarr
 
 from lrgan_dist.testing.cli import write_spec
-from lrgan_dist.core.subspaces import carrying, subspace_sines
+from lrgan_dist.testing.faults import Faults
+from lrgan_dist.core.subspaces import carrying, orth, subspace_sines
 from lrgan_dist.pipeline.scheduler import submit
 from lrgan_dist.spec import load_spec
 from lrgan_dist.apply.build import make_generator
@@ -38,11 +39,12 @@ def _single_process_mean(store_path, region, key):
     return g[f"regions/{region}/{key}"][:][ok].astype(np.float64).sum(axis=0) / ok.sum()
 
 
-def test_tree_reduction_equals_single_process_sum_even_when_a_task_dies(pop_store, monkeypatch, tmp_path):
+def test_tree_reduction_equals_single_process_sum_even_when_a_task_dies(pop_store, tmp_path):
     spec, tmp = pop_store
     marker = tmp_path / "killed"
-    monkeypatch.setenv("LRGAN_TEST_FAIL_REDUCE_ONCE", str(marker))  # inherited by the Ray workers
-    rep = submit(spec, stages=("population",), show_progress=False, report_dir=False)
+    # the first leaf task to run creates the marker and kills its own worker process
+    rep = submit(spec, stages=("population",), show_progress=False, report_dir=False,
+                 hooks=Faults(fail_once=str(marker), fail_stage="population"))
     assert marker.exists(), "the test hook did not kill a reduction task"
     assert rep["stages"]["population"]["samples"] == 24
     g = zarr.open_group(str(tmp / "s.zarr"), mode="r")
@@ -79,3 +81,79 @@ def test_consensus_subspace_after_factorize(pop_store):
     assert spec_c.shape == (64,)
     assert np.all(np.diff(spec_c) <= 1e-6) and spec_c[0] <= 1 + 1e-6 and spec_c[-1] >= -1e-6
     assert g["population/eyes/jacobian_svd/consensus"].attrs["samples"] == 24
+
+
+def _old_consensus(V, M):
+    """The pre-reduction formula: every done sample's directions and Grams in one process."""
+    sel = carrying(V, M, 0.01)
+    d = V.shape[-1]
+    P = np.zeros((d, d))
+    used = 0
+    for i in range(V.shape[0]):
+        B = orth(V[i][sel[i]])
+        if B.shape[0]:
+            P += B.T @ B
+            used += 1
+    return P / used, used
+
+
+def test_consensus_from_the_reduction_equals_the_all_in_driver_formula(pop_store):
+    spec, tmp = pop_store
+    js = spec.replace(methods=tuple(m for m in spec.methods if m.label == "jacobian_svd"))
+    submit(js, stages=("factorize", "population"), show_progress=False, report_dir=False)
+    g = zarr.open_group(str(tmp / "s.zarr"), mode="r")
+    ok = (g["status"][:] == 1) & (g["directions/eyes/jacobian_svd/status"][:] == 1)
+    V = g["directions/eyes/jacobian_svd/vectors"][:][ok].astype(np.float64)
+    M = g["regions/eyes/gram_in"][:][ok].astype(np.float64)
+    P_old, used = _old_consensus(V, M)
+    c = g["population/eyes/jacobian_svd/consensus"]
+    assert c.attrs["samples"] == used == 24
+    U = c["vectors"][:].astype(np.float64)  # rows: eigenvectors
+    w = c["spectrum"][:].astype(np.float64)
+    np.testing.assert_allclose(w, np.linalg.eigvalsh(P_old)[::-1], atol=1e-6)
+    np.testing.assert_allclose(U.T @ np.diag(w) @ U, P_old, atol=1e-5)  # float32 storage
+
+
+def test_population_with_unchanged_inputs_is_skipped(pop_store):
+    spec, tmp = pop_store
+    js = spec.replace(methods=tuple(m for m in spec.methods if m.label == "jacobian_svd"))
+    first = submit(js, stages=("factorize", "population"), show_progress=False, report_dir=False)
+    again = submit(js, stages=("factorize", "population"), show_progress=False, report_dir=False)
+    assert again["stages"]["factorize"]["units"] == 0
+    assert again["stages"]["population"].get("skipped") is True
+    assert again["stages"]["population"]["samples"] == 24
+    del first
+
+
+def test_factorize_resumes_per_chunk_and_group(pop_store):
+    """A pending group in one chunk recomputes that (chunk, group) only."""
+    from lrgan_dist.pipeline.runtime import StageContext
+    from lrgan_dist.pipeline.stages import factorize
+    from lrgan_dist.store.zarrstore import Store
+
+    spec, tmp = pop_store
+    two = spec.replace(methods=tuple(m for m in spec.methods if m.label == "jacobian_svd")
+                       + tuple(m for m in load_spec_methods(tmp) if m.label == "resefa"))
+    submit(two, stages=("factorize",), show_progress=False, report_dir=False)
+    g = zarr.open_group(str(tmp / "s.zarr"), mode="a")
+    before = g["directions/eyes/resefa/vectors"][4:8].copy()
+    other = g["directions/eyes/jacobian_svd/vectors"][:].copy()
+    g["directions/eyes/resefa/status"][4:8] = np.zeros(4, dtype=np.uint8)  # one chunk of one group pending
+    store = Store.open(str(tmp / "s.zarr"), mode="a")
+    groups, units = factorize.plan(StageContext(two, store, ray=None))
+    assert [(a, b, grp[2]) for a, b, grp in units] == [(4, 8, "directions/eyes/resefa")]
+    rep = submit(two, stages=("factorize",), show_progress=False, report_dir=False)
+    assert rep["stages"]["factorize"]["units"] == 1 and rep["stages"]["factorize"]["chunks"] == 1
+    g = zarr.open_group(str(tmp / "s.zarr"), mode="r")
+    assert (g["directions/eyes/resefa/status"][:] == 1).all()
+    np.testing.assert_array_equal(g["directions/eyes/resefa/vectors"][4:8], before)
+    np.testing.assert_array_equal(g["directions/eyes/jacobian_svd/vectors"][:], other)  # untouched
+
+
+def load_spec_methods(tmp):
+    job = write_spec(tmp / "job_resefa.yaml", samples={"count": 24, "seed": 3},
+                     generator={"kind": "synthetic", "params": {"latent_dim": 64, "resolution": 64, "seed": 0}},
+                     grid={"resolution": 64}, regions={"eyes": {"part": "eyes"}},
+                     methods={"resefa": {}}, store={"uri": str(tmp / "s.zarr"), "chunk_samples": 4},
+                     compute={"actors": 2})
+    return load_spec(job).methods

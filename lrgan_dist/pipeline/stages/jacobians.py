@@ -36,10 +36,11 @@ from lrgan_dist.spec import JobSpec, SpecError
 from lrgan_dist.store.zarrstore import DONE, FAILED, Layout, Store
 from lrgan_dist.apply.build import analysis_grid, finite_rows, make_generator, pick_device, preview_hw
 
-# Seconds to sleep per unit; only the fault-tolerance tests set it.
-_TEST_DELAY = float(os.environ.get("LRGAN_TEST_UNIT_DELAY", "0") or 0)
+from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 
-__all__ = ["JacobianWorker", "plan_layout", "static_region_masks"]
+NAME = "jacobians"
+
+__all__ = ["JacobianWorker", "plan_layout", "static_region_masks", "plan", "run"]
 
 
 def static_region_masks(spec: JobSpec, grid: tuple[int, int], image_hw: tuple[int, int]) -> dict[str, np.ndarray]:
