@@ -18,6 +18,7 @@ Sections (see README "Job spec reference" for every key and default)::
                 keep_jacobians, gram_dtype}
     store:     {uri, chunk_samples}
     transfer:  {sources, targets, ...}           cross-image study (transfer stage)
+    previews:  {samples, directions, strengths, size}   pre-rendered edit frames (previews stage)
 
 The **data fingerprint** is a stable SHA-256 of the resolved sections that decide the
 per-sample data (generator, latent, samples, grid, regions, store layout, kept
@@ -142,6 +143,16 @@ class TransferSpec:
 
 
 @dataclass(frozen=True)
+class PreviewsSpec:
+    """Pre-rendered edit frames for the report and the explorer (previews stage)."""
+
+    samples: int = 4  # samples per result group, spread evenly over the done samples
+    directions: int = 3  # top directions per (sample, region, method)
+    strengths: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # multiples of the matched edit size
+    size: float = 1.0  # matched edit size: ‖J v‖·|α| = size · median ‖J u‖ of a random unit u
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str
     generator: GeneratorSpec
@@ -153,6 +164,7 @@ class JobSpec:
     compute: ComputeSpec
     store: StoreSpec
     transfer: TransferSpec
+    previews: PreviewsSpec = field(default_factory=PreviewsSpec)
     base_dir: str = "."  # directory of the spec file; relative paths resolve against it
 
     # ----------------------------------------------------------------- derived
@@ -240,7 +252,7 @@ def load_spec(path: str | Path) -> JobSpec:
 
 
 _FRACTION = re.compile(r"\s*\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*")
-_TOP = ("name", "generator", "latent", "samples", "grid", "regions", "methods", "compute", "store", "transfer")
+_TOP = ("name", "generator", "latent", "samples", "grid", "regions", "methods", "compute", "store", "transfer", "previews")
 _DEFAULT_METHODS = {"lowrankgan": {}, "resefa": {}, "jacobian_svd": {}}
 
 
@@ -302,6 +314,12 @@ def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:
     _require(store.chunk_samples >= 1, "store.chunk_samples", store.chunk_samples, "an integer >= 1")
     _require(bool(store.uri), "store.uri", store.uri, "a directory path or s3:// URI")
     transfer = _parse_dataclass(TransferSpec, _section(raw, "transfer"), "transfer")
+    previews = _parse_dataclass(PreviewsSpec, _section(raw, "previews"), "previews")
+    _require(1 <= previews.samples <= 64, "previews.samples", previews.samples, "an integer in [1, 64]")
+    _require(1 <= previews.directions <= 16, "previews.directions", previews.directions, "an integer in [1, 16]")
+    _require(1 <= len(previews.strengths) <= 16 and all(math.isfinite(a) for a in previews.strengths),
+             "previews.strengths", list(previews.strengths), "1 to 16 finite multiples of the matched edit size")
+    _require(math.isfinite(previews.size) and previews.size > 0, "previews.size", previews.size, "a number > 0")
 
     name = raw.get("name", "lrgan-job")
     if not isinstance(name, str):
@@ -317,6 +335,7 @@ def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:
         compute=compute,
         store=store,
         transfer=transfer,
+        previews=previews,
         base_dir=base_dir,
     )
     _check_consistency(spec)
