@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--cluster", action="store_true", help="simulate 2 nodes with ray.cluster_utils.Cluster")
     args = ap.parse_args()
 
-    from lrgan_dist.pipeline.scheduler import prepare_store, run_jacobians
+    from lrgan_dist.pipeline.scheduler import prepare_store, run_stage
     from lrgan_dist.pipeline.runtime import ray_session
     from lrgan_dist.spec import parse_spec
 
@@ -65,7 +65,7 @@ def main() -> None:
                 spec = spec_for(n, f"{tmp}/a{n}.zarr")
                 store = prepare_store(spec, fresh=True)
                 t0 = time.perf_counter()
-                res = run_jacobians(spec, store, ray, show_progress=False)
+                res = run_stage("jacobians", spec, store, ray, show_progress=False)
                 dt = time.perf_counter() - t0
                 rates[n] = res["computed"] / dt
                 print(f"{n} actor(s): {res['computed']} samples in {dt:.2f} s -> {rates[n]:.2f} samples/s")

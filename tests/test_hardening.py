@@ -186,14 +186,15 @@ def test_inspect_missing_store(tmp_path):
 def test_ctrl_c_mid_run_then_resume(tmp_path):
     import signal
     import subprocess
-    import sys
     import time
 
     job = _small(tmp_path, samples={"count": 16})
     store = tmp_path / "s.zarr"
-    env = dict(os.environ, LRGAN_TEST_UNIT_DELAY="1.0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    from lrgan_dist.testing.faults import cli_command  # slows units down (StageHooks)
+
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     env.pop("RAY_ADDRESS", None)
-    p = subprocess.Popen([sys.executable, "-m", "lrgan_dist", "submit", str(job), "--no-progress"], env=env,
+    p = subprocess.Popen(cli_command("submit", str(job), "--no-progress", unit_delay=1.0), env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 180 and p.poll() is None:

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from lrgan_dist.pipeline.runtime import StageContext, StageHooks
 from lrgan_dist.spec import JobSpec, SpecError
 from lrgan_dist.store.zarrstore import Store, StoreError, remove_store, store_exists
-from lrgan_dist.pipeline.runtime import StageContext, StageHooks
 
 __all__ = ["STAGES", "submit", "prepare_store", "parse_stages", "stage_module", "run_stage", "default_report_dir"]
 
@@ -115,13 +115,14 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
     ``report_dir`` is always written, ``report_dir=False`` skips it. ``hooks`` are
     handed to every worker (fault-injection tests).
     """
-    from lrgan_dist.pipeline.runtime import ray_session
     from lrgan_dist.analysis.summary import summarize
+    from lrgan_dist.pipeline.runtime import ray_session
 
     t0 = time.perf_counter()
     if "jacobians" not in stages:
         if fresh:
-            raise SpecError("--fresh", "cannot start a fresh store without the jacobians stage; expected --stages to include jacobians")
+            raise SpecError("--fresh", "cannot start a fresh store without the jacobians stage; "
+                            "expected --stages to include jacobians")
         store = Store.open(spec.store.uri, mode="a")
         if store.fingerprint != spec.data_fingerprint():
             raise StoreError(f"{spec.store.uri}: store was created by another job spec (fingerprint mismatch); "

@@ -204,20 +204,20 @@ _DIRECTIONS_TABLE: tuple[ArraySpec, ...] = (
 )
 _POPULATION_TABLE: tuple[ArraySpec, ...] = (
     ArraySpec("population_vectors", "population/{region}/{label}/vectors", ("k", "d"), ("k", "d"), "f4", 0.0,
-              ("direction", "latent"), "population directions (rows, best first) from the mean Grams", "population"),
+              ("population_direction", "latent"), "population directions (rows, best first) from the mean Grams", "population"),
     ArraySpec("population_spectrum", "population/{region}/{label}/spectrum", ("m",), ("m",), "f4", 0.0,
-              ("component",), "the method's spectrum on the mean Grams", "population"),
+              ("population_component",), "the method's spectrum on the mean Grams", "population"),
     ArraySpec("population_rank", "population/{region}/{label}/rank", (), (), "i4", 0, (),
               "number of population directions found", "population"),
     ArraySpec("population_gram_in", "population/{region}/{label}/gram_in", ("d", "d"), ("d", "d"), "f8", 0.0,
               ("latent_i", "latent_j"), "mean M_R over done samples (tree reduction, float64)", "population"),
     ArraySpec("population_gram_out", "population/{region}/{label}/gram_out", ("d", "d"), ("d", "d"), "f8", 0.0,
               ("latent_i", "latent_j"), "mean M_B over done samples (tree reduction, float64)", "population"),
-    ArraySpec("consensus_vectors", "population/{region}/{label}/consensus/vectors", ("k", "d"), ("k", "d"), "f4",
-              0.0, ("direction", "latent"), "top eigenvectors of the mean projector of carrying subspaces",
+    ArraySpec("consensus_vectors", "population/{region}/{label}/consensus/vectors", ("kc", "d"), ("kc", "d"), "f4",
+              0.0, ("consensus_direction", "latent"), "top eigenvectors of the mean projector of carrying subspaces",
               "population"),
-    ArraySpec("consensus_spectrum", "population/{region}/{label}/consensus/spectrum", ("m",), ("m",), "f4", 0.0,
-              ("component",), "eigenvalues of the mean projector (1: a direction every sample contains)",
+    ArraySpec("consensus_spectrum", "population/{region}/{label}/consensus/spectrum", ("mc",), ("mc",), "f4", 0.0,
+              ("consensus_component",), "eigenvalues of the mean projector (1: a direction every sample contains)",
               "population", units="1"),
 )
 _ENERGY = "per-pixel energy v^T M v / area"
@@ -233,15 +233,15 @@ _TRANSFER_TABLE: tuple[ArraySpec, ...] = (
                           ("area_out", "area outside the target's region mask", "grid cell"),
                           ("mean_energy", "(tr M_R + tr M_B) / d of the target (inert rule)", None))),
     ArraySpec("linear_vectors", "transfer/linear/{region}/{label}/vectors", ("S", "k", "d"), ("S", "k", "d"), "f4",
-              np.nan, ("source", "direction", "latent"), "the source directions scored", "transfer"),
+              np.nan, ("source", "scored_direction", "latent"), "the source directions scored", "transfer"),
     ArraySpec("linear_source_energy", "transfer/linear/{region}/{label}/source_energy", ("S", "k"), ("S", "k"),
-              "f4", np.nan, ("source", "direction"), "v^T M_R v at the source", "transfer"),
+              "f4", np.nan, ("source", "scored_direction"), "v^T M_R v at the source", "transfer"),
     ArraySpec("linear_source_share", "transfer/linear/{region}/{label}/source_share", ("S", "k"), ("S", "k"),
-              "f4", np.nan, ("source", "direction"), "source energy / the source's largest", "transfer", units="1"),
+              "f4", np.nan, ("source", "scored_direction"), "source energy / the source's largest", "transfer", units="1"),
     ArraySpec("linear_carrying", "transfer/linear/{region}/{label}/carrying", ("S", "k"), ("S", "k"), "bool",
-              False, ("source", "direction"), "source share >= carry_frac", "transfer"),
+              False, ("source", "scored_direction"), "source share >= carry_frac", "transfer"),
     *(ArraySpec(f"linear_{nm}", "transfer/linear/{region}/{label}/on/{scored}/" + nm, ("S", "n", "k"),
-                ("S", "chunk", "k"), "f4", np.nan, ("source", "target", "direction"), desc, "transfer", units=u)
+                ("S", "chunk", "k"), "f4", np.nan, ("source", "target", "scored_direction"), desc, "transfer", units=u)
       for nm, desc, u in (("energy_in", f"{_ENERGY} inside the target's region", None),
                           ("energy_out", f"{_ENERGY} outside the target's region", None),
                           ("locality", "energy_in / (energy_in + energy_out)", "1"))),
@@ -253,7 +253,7 @@ _TRANSFER_TABLE: tuple[ArraySpec, ...] = (
               "realized edits status of each pair, written last per chunk", "transfer", flags=_STATUS,
               status_of="pair"),
     *(ArraySpec(f"realized_{nm}", "transfer/realized/{region}/{label}/on/{scored}/" + nm, ("P", "k", "A", 2),
-                ("chunk", "k", "A", 2), "f4", np.nan, ("pair", "direction", "strength", "sign"), desc, "transfer")
+                ("chunk", "k", "A", 2), "f4", np.nan, ("pair", "scored_direction", "strength", "sign"), desc, "transfer")
       for nm, desc in (("energy_in", "masked MSE / alpha^2 inside the target's region, sign -, +"),
                        ("energy_out", "masked MSE / alpha^2 outside the target's region, sign -, +"))),
     ArraySpec("similarity_samples", "transfer/similarity/samples", ("M",), ("M",), "i4", -1,
@@ -269,9 +269,37 @@ _TRANSFER_TABLE: tuple[ArraySpec, ...] = (
               ("position",), "average-linkage display order (positions)", "transfer"),
 )
 
+_PV = "previews/{region}/{label}/"
+_PSK = ("preview_sample", "preview_direction")
+#: pre-rendered edit frames (pipeline/stages/previews.py): S samples, K directions, A strengths
+_PREVIEWS_TABLE: tuple[ArraySpec, ...] = (
+    ArraySpec("previews_samples", _PV + "samples", ("S",), ("S",), "i4", -1, ("preview_sample",),
+              "sample indices rendered", "previews"),
+    ArraySpec("previews_directions", _PV + "directions", ("S", "K"), ("S", "K"), "i4", -1, _PSK,
+              "direction index k (0 = best) of each rendered direction (-1: not defined)", "previews"),
+    ArraySpec("previews_strengths", _PV + "strengths", ("A",), ("A",), "f4", np.nan, ("preview_strength",),
+              "edit strengths as multiples of the matched edit size", "previews", units="1"),
+    ArraySpec("previews_alpha", _PV + "alpha", ("S", "K"), ("S", "K"), "f4", np.nan, _PSK,
+              "latent step of one matched edit size (strength 1): alpha = target / ||J v||", "previews",
+              units="latent unit"),
+    *(ArraySpec(f"previews_{nm}", _PV + nm, ("S", "K"), ("S", "K"), "f4", np.nan, _PSK, desc, "previews", units=u)
+      for nm, desc, u in (("jnorm", "first-order image change ||J v|| per unit step (analysis grid)", None),
+                          ("energy_in", "v^T M_R v: per-pixel change inside R per unit step^2", None),
+                          ("energy_out", "v^T M_B v: per-pixel change outside R per unit step^2", None),
+                          ("locality", "energy_in / (energy_in + energy_out), first order", "1"),
+                          ("delta_share", "share of the rendered |dG|^2 inside R at the largest strength", "1"),
+                          ("delta_scale", "|dG| that delta value 255 stands for", "image range unit"))),
+    ArraySpec("previews_frames", _PV + "frames", ("S", "K", "A", "ph", "pw", 3), (1, "K", "A", "ph", "pw", 3), "u1",
+              0, (*_PSK, "preview_strength", "preview_row", "preview_col", "rgb"),
+              "edited images x + strength * alpha * v, preview size", "previews", units="8-bit sRGB"),
+    ArraySpec("previews_delta", _PV + "delta", ("S", "K", "ph", "pw"), (1, "K", "ph", "pw"), "u1", 0,
+              (*_PSK, "preview_row", "preview_col"),
+              "per-pixel |G(x + a v) - G(x)| at the largest strength, 255 = delta_scale", "previews"),
+)
+
 #: kind → spec, every array of the layout.
 TABLE: dict[str, ArraySpec] = {s.kind: s for s in (*_SAMPLE_TABLE, *_DIRECTIONS_TABLE, *_POPULATION_TABLE,
-                                                   *_TRANSFER_TABLE)}
+                                                   *_TRANSFER_TABLE, *_PREVIEWS_TABLE)}
 
 
 def spec_for(path: str, layout: Layout | None = None) -> tuple[ArraySpec, dict[str, str]] | None:

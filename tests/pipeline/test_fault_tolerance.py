@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,10 @@ import pytest
 import zarr
 
 from lrgan_dist.testing.cli import write_spec
+from lrgan_dist.testing.faults import Faults, cli_command
 from lrgan_dist.testing.ray_local import ray_env
+
+DELAY = 0.6  # seconds per jacobians unit, so faults strike mid-run
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -62,7 +64,6 @@ def _assert_same(a: Path, b: Path) -> None:
 def cluster(monkeypatch):
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setenv("LRGAN_TEST_UNIT_DELAY", "0.6")  # read by actors started on these nodes
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
@@ -132,7 +133,8 @@ def _run_in_process(job: Path, address: str) -> dict:
     from lrgan_dist.pipeline.scheduler import submit
     from lrgan_dist.spec import load_spec
 
-    return submit(load_spec(job), address=address, show_progress=False, stages=STAGES.split(","))
+    return submit(load_spec(job), address=address, show_progress=False, stages=STAGES.split(","),
+                  hooks=Faults(unit_delay=DELAY))
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +184,8 @@ def test_node_removed_and_replaced(cluster, tmp_path, reference):
     worker = cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
     store = tmp_path / "b.zarr"
     job = _spec(tmp_path, store)
-    cmd = [sys.executable, "-m", "lrgan_dist", "submit", str(job), "--address", cluster.address, "--no-progress",
-           "--stages", STAGES, "--json"]
+    cmd = cli_command("submit", str(job), "--address", cluster.address, "--no-progress", "--stages", STAGES,
+                      "--json", unit_delay=DELAY)
     driver = subprocess.Popen(cmd, env=ray_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
     try:
@@ -212,10 +214,9 @@ def test_driver_killed_and_resubmitted(cluster, tmp_path, reference):
     cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
     store = tmp_path / "c.zarr"
     job = _spec(tmp_path, store)
-    cmd = [sys.executable, "-m", "lrgan_dist", "submit", str(job), "--address", cluster.address, "--no-progress",
-           "--stages", STAGES]
+    cmd = cli_command("submit", str(job), "--address", cluster.address, "--no-progress", "--stages", STAGES,
+                      unit_delay=DELAY)
     env = ray_env()
-    env["LRGAN_TEST_UNIT_DELAY"] = "0.6"
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:

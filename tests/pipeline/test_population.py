@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import zarr
 
-from lrgan_dist.testing.cli import write_spec
-from lrgan_dist.testing.faults import Faults
+from lrgan_dist.apply.build import make_generator
 from lrgan_dist.core.subspaces import carrying, orth, subspace_sines
 from lrgan_dist.pipeline.scheduler import submit
 from lrgan_dist.spec import load_spec
-from lrgan_dist.apply.build import make_generator
+from lrgan_dist.testing.cli import write_spec
+from lrgan_dist.testing.faults import Faults
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,6 @@
 """End to end through the CLI, as a user runs it: submit, inspect, resume, refusal."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import zarr
@@ -62,9 +61,16 @@ def test_store_opens_without_our_code(small_store):
 def test_resubmit_computes_nothing(small_store):
     job, store, _ = small_store
     before = zarr.open_group(str(store), mode="r")["regions/eyes/gram_in"][:]
+    report_md = store.parent / "store-report" / "report.md"
+    mtime = report_md.stat().st_mtime_ns
     report = cli_json("submit", str(job), "--json", "--no-progress")
     assert report["stages"]["jacobians"]["computed"] == 0
     assert report["stages"]["factorize"]["units"] == 0
+    assert report["stages"]["population"]["skipped"] is True  # nothing recomputed
+    tr = report["stages"]["transfer"]
+    assert (tr["linear"]["units"], tr["realized"]["units"], tr["similarity"]["groups"]) == (0, 0, 0)
+    assert report["report"]["unchanged"] is True
+    assert report_md.stat().st_mtime_ns == mtime  # the report was not rewritten
     after = zarr.open_group(str(store), mode="r")["regions/eyes/gram_in"][:]
     np.testing.assert_array_equal(before, after)
 

@@ -15,7 +15,6 @@ import pytest
 from lrgan_dist.core.subspaces import carrying, locality
 from lrgan_dist.spec import SpecError, parse_spec
 from lrgan_dist.store.zarrstore import Store, StoreError
-
 from lrgan_dist.testing.stores import STUDY_SPEC, build_study_store  # noqa: F401
 
 

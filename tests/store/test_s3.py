@@ -85,10 +85,11 @@ def test_s3_store_submit_inspect_resume(s3, tmp_path, monkeypatch):
     job = write_spec(tmp_path / "job.yaml", samples={"count": 16}, methods={"jacobian_svd": {}},
                      compute={"actors": 2}, store={"uri": uri, "chunk_samples": 4})
     # Interrupt a first run after some chunks are done, then resume it.
-    env = dict(os.environ, LRGAN_TEST_UNIT_DELAY="1.0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    import sys
+    from lrgan_dist.testing.faults import cli_command  # slows units down (StageHooks)
 
-    driver = subprocess.Popen([sys.executable, "-m", "lrgan_dist", "submit", str(job), "--no-progress"], env=env,
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+
+    driver = subprocess.Popen(cli_command("submit", str(job), "--no-progress", unit_delay=1.0), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     import zarr
 

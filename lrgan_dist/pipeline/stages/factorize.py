@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrgan_dist.apply.build import pick_device
 from lrgan_dist.core.methods import get_method
+from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_tasks
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, FAILED, PENDING, Store, diagnostic_fill
-from lrgan_dist.apply.build import pick_device
-from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_tasks
 
 NAME = "factorize"
 

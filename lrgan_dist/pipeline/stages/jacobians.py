@@ -30,13 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrgan_dist.apply.build import analysis_grid, finite_rows, make_generator, pick_device, preview_hw
 from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, to_uint8_preview
+from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 from lrgan_dist.regions import part_masks, region_mask
 from lrgan_dist.spec import JobSpec, SpecError
 from lrgan_dist.store.zarrstore import DONE, FAILED, Layout, Store
-from lrgan_dist.apply.build import analysis_grid, finite_rows, make_generator, pick_device, preview_hw
-
-from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 
 NAME = "jacobians"
 

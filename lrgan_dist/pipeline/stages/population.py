@@ -44,12 +44,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrgan_dist.core.subspaces import carrying, orth_bases
 from lrgan_dist.core.methods import get_method
-from lrgan_dist.spec import JobSpec
-from lrgan_dist.store.zarrstore import DONE, Store
+from lrgan_dist.core.subspaces import carrying, orth_bases
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, progress
-from lrgan_dist.pipeline.stages.transfer import _result_path
+from lrgan_dist.spec import JobSpec
+from lrgan_dist.store.zarrstore import DONE, Store, create_array
 
 NAME = "population"
 CARRY_FRAC = 0.01
@@ -128,9 +127,9 @@ def tree_reduce(ray: Any, leaves: list[Any], cpus: float, retries: int) -> dict[
 
 
 def _write(group: Any, name: str, arr: np.ndarray, dims: tuple[str, ...]) -> None:
-    a = group.create_array(name, shape=arr.shape, chunks=arr.shape if arr.ndim else (), dtype=arr.dtype,
-                           dimension_names=dims if arr.ndim else None, overwrite=True)
-    a[...] = arr
+    """Write a population array; geometry, dtype and dims come from the store's layout table
+    (``dims`` is kept for the call sites; the table's names are written)."""
+    create_array(group, name, arr.shape)[...] = arr
 
 
 def _inputs_digest(spec: JobSpec, store: Store, consensus: list[ConsensusGroup]) -> str:
@@ -158,7 +157,7 @@ def plan(ctx: StageContext) -> tuple[list[tuple[int, int]], list[ConsensusGroup]
         if getattr(method, "population_only", False):
             continue
         for r in store.layout.regions:
-            path = _result_path(store, r, m.label, method.param_hash())
+            path = store.find_result_group("directions", r, m.label, method.param_hash())
             if path is not None:
                 consensus.append((f"{r}/{m.label}", r, path))
     return units, consensus
@@ -179,9 +178,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
         return {"samples": 0, "seconds": 0.0}
     digest = _inputs_digest(spec, store, consensus)
     root = store.group.require_group("population")
-    expected = [f"{r}/{m.label}" for m in spec.methods for r in regions
+    expected = [store.find_result_group("population", r, m.label, get_method(m.method, **m.params).param_hash())
+                for m in spec.methods for r in regions
                 if not getattr(get_method(m.method, **m.params), "population_only", False)]
-    if dict(root.attrs).get("inputs") == digest and all(f"{k}/vectors" in root for k in expected):
+    if dict(root.attrs).get("inputs") == digest and all(k and f"{k}/vectors" in store.group for k in expected):
         return {"samples": int(root.attrs.get("samples", 0)), "skipped": True, "groups": [],
                 "seconds": round(time.perf_counter() - t0, 3)}
     if "inputs" in root.attrs:
@@ -209,7 +209,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             if getattr(method, "population_only", False):
                 continue
             res = method(torch.as_tensor(Min)[None].to(prec), torch.as_tensor(Mout)[None].to(prec))
-            g = root.require_group(f"{r}/{m.label}")
+            g = store.group[store.result_group("population", r, m.label, method.param_hash())[0]]
             g.attrs.update({"method": m.method, "params": dict(m.params), "param_hash": method.param_hash(),
                             "samples": int(n)})
             _write(g, "vectors", res.vectors[0].float().numpy(), ("direction", "latent"))
@@ -245,7 +245,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 out.setdefault("notes", []).append(f"{m.label}: not applicable to this generator ({exc})")
         if res is None:
             continue
-        g = root.require_group(f"_latent/{m.label}")
+        g = store.group[store.result_group("population", "_latent", m.label, method.param_hash())[0]]
         g.attrs.update({"method": m.method, "params": dict(m.params), "param_hash": method.param_hash()})
         _write(g, "vectors", res.vectors[0].float().numpy(), ("direction", "latent"))
         _write(g, "spectrum", res.spectrum[0].float().numpy(), ("component",))
