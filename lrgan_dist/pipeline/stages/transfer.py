@@ -56,13 +56,16 @@ label, or ``label@hash8`` when the label's parameters changed). Targets with
 a changed configuration (other sources, directions, groups, pairs, strengths, ...)
 rebuilds that part, an unchanged one resumes: finished chunks are skipped.
 
-Cost: see :mod:`lrgan_dist.core.scores` — per target chunk of n, 2·|scored|·S·k·n·d²/2
-flops per group as one GEMM; per pair 1 + 2·A·Σk generator passes.
+Cost model: see :mod:`lrgan_dist.core.scores` — per target chunk of n, 2·|scored|·S·k·n·d²/2
+flops per group as one GEMM (one task per chunk, holding one chunk of Grams); per pair
+1 + 2·A·Σk generator passes (actors, one chunk of pairs per unit); per similarity group
+one task holding M·(d² + k·d) numbers. The driver holds the sources' directions and Grams
+(S·d² each) and the status vectors.
+
+Stage interface: ``plan(ctx)`` → :class:`TransferPlan`, ``run(ctx)`` → summary.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -70,13 +73,24 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from lrgan_dist.core.digest import json_sha256, to_jsonable
+from lrgan_dist.core.scores import (
+    cluster_order,
+    inert,
+    linearized_transfer,
+    masked_energy,
+    mean_energy,
+    sample_pairs,
+)
+from lrgan_dist.core.subspaces import orth_bases, source_energy, subspace_similarity
+from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors, run_tasks
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError, create_array
-from lrgan_dist.core.scores import (cluster_order, inert, linearized_transfer, masked_energy, mean_energy, orth_bases,
-                        sample_pairs, source_energy, subspace_similarity)
 
-__all__ = ["TransferGroup", "TransferPlan", "plan_transfer", "run_transfer", "linear_unit", "similarity_unit",
-           "TransferWorker", "RESERVED_NAMES"]
+NAME = "transfer"
+
+__all__ = ["TransferGroup", "TransferPlan", "plan_transfer", "plan", "run", "run_transfer", "linear_unit",
+           "similarity_unit", "TransferWorker", "RESERVED_NAMES"]
 
 # Fixed array/group names inside transfer/{linear,realized,similarity}; a region may not use them.
 RESERVED_NAMES = ("sources", "status", "targets", "pairs", "strengths", "samples")
@@ -120,7 +134,7 @@ class TransferPlan:
                 "groups": [_group_json(g) for g in self.groups]}
 
     def realized_config(self) -> dict[str, Any]:
-        return {"linear": _hash(self.linear_config()), "pairs": [list(p) for p in self.pairs],
+        return {"linear": json_sha256(self.linear_config()), "pairs": [list(p) for p in self.pairs],
                 "strengths": list(self.strengths), "dtype": self.realized_dtype}
 
     def similarity_config(self) -> dict[str, Any]:
@@ -132,10 +146,6 @@ def _group_json(g: TransferGroup) -> dict[str, Any]:
     d = asdict(g)
     d["scored_on"] = list(g.scored_on)
     return d
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- planning
@@ -253,7 +263,7 @@ def _prepare_linear(store: Store, plan: TransferPlan) -> bool:
     """Create transfer/linear (or keep it when its config hash matches). Returns True if reset."""
     root = store.group.require_group("transfer")
     cfg = plan.linear_config()
-    h = _hash(cfg)
+    h = json_sha256(cfg)
     old = dict(root.attrs).get("linear") or {}
     if old.get("hash") == h and "linear" in root:
         # Same computation: keep finished chunks; the target set may have grown.
@@ -319,10 +329,13 @@ def linear_pending(store: Store) -> list[tuple[int, int]]:
     return [(a, b) for a, b in store.layout.chunks() if todo[a:b].any()]
 
 
-def linear_unit(store_uri: str, unit: tuple[int, int], torch_threads: int | None = None) -> dict[str, Any]:
+def linear_unit(store_uri: str, unit: tuple[int, int], torch_threads: int | None = None,
+                hooks: StageHooks | None = None) -> dict[str, Any]:
     """Score every source direction at the targets of one store chunk; write that chunk. Ray-free."""
     if torch_threads:
         torch.set_num_threads(torch_threads)
+    if hooks is not None:
+        hooks.before_unit("transfer.linear", unit)
     t0 = time.perf_counter()
     a, b = unit
     store = Store.open(store_uri, mode="a")
@@ -355,8 +368,8 @@ def linear_unit(store_uri: str, unit: tuple[int, int], torch_threads: int | None
     for g in groups:
         V = np.asarray(base[f"{g.key}/vectors"][...])  # [S, k, d]
         for s in g.scored_on:
-            gi, go, _, _ = grams[s]
-            res = linearized_transfer(V, gi, go)
+            gi, go, a_in, a_out = grams[s]
+            res = linearized_transfer(V, gi, go, a_in[want], a_out[want])
             for name in ("energy_in", "energy_out", "locality"):
                 full = np.full((S, n, k), np.nan, dtype=np.float32)
                 full[:, want] = res[name].astype(np.float32)
@@ -371,7 +384,7 @@ def linear_unit(store_uri: str, unit: tuple[int, int], torch_threads: int | None
 def _prepare_realized(store: Store, plan: TransferPlan) -> bool:
     root = store.group["transfer"]
     cfg = plan.realized_config()
-    h = _hash(cfg)
+    h = json_sha256(cfg)
     old = dict(root.attrs).get("realized") or {}
     if old.get("hash") == h and "realized" in root:
         return False
@@ -407,11 +420,13 @@ class TransferWorker:
     Jacobian; energies per scoring region with the target's own mask.
     """
 
-    def __init__(self, spec: JobSpec, store_uri: str, torch_threads: int | None = None):
+    def __init__(self, spec: JobSpec, store_uri: str, torch_threads: int | None = None,
+                 hooks: StageHooks | None = None):
         from lrgan_dist.apply.build import make_generator, pick_device
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
+        self.hooks = hooks or StageHooks()
         self.spec = spec
         self.device = pick_device(spec.compute.device)
         self.generator = make_generator(spec, self.device)
@@ -443,6 +458,7 @@ class TransferWorker:
 
     def run(self, unit: tuple[int, int]) -> dict[str, Any]:
         t0 = time.perf_counter()
+        self.hooks.before_unit("transfer.realized", unit)
         p0, p1 = unit
         st = self.store
         rg = st.group["transfer/realized"]
@@ -493,7 +509,7 @@ def _prepare_similarity(store: Store, plan: TransferPlan) -> list[TransferGroup]
     """Create transfer/similarity when its config changed; return the groups still to compute."""
     root = store.group["transfer"]
     cfg = plan.similarity_config()
-    h = _hash(cfg)
+    h = json_sha256(cfg)
     old = dict(root.attrs).get("similarity") or {}
     M = len(plan.similarity_samples)
     if old.get("hash") != h or "similarity" not in root:
@@ -541,32 +557,6 @@ def similarity_unit(store_uri: str, group: dict[str, Any], samples: Sequence[int
 # ----------------------------------------------------------------------------- driver
 
 
-def _resources(spec: JobSpec, ray: Any) -> tuple[int, float, float, int]:
-    res = ray.cluster_resources()
-    c = spec.compute
-    gpus_total = int(res.get("GPU", 0))
-    gpus = c.gpus_per_actor if c.gpus_per_actor is not None else (1.0 if gpus_total and c.device != "cpu" else 0.0)
-    if c.actors is not None:
-        actors = c.actors
-    elif gpus > 0:
-        actors = max(1, int(gpus_total / gpus))
-    else:
-        actors = max(1, int(res.get("CPU", 1) // c.cpus_per_actor))
-    threads = c.torch_threads or max(1, int(c.cpus_per_actor))
-    return actors, c.cpus_per_actor, gpus, threads
-
-
-def _wait_all(ray: Any, refs: dict[Any, Any], advance: Any, weight: Any) -> list[Any]:
-    out = []
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        for r in ready:
-            out.append(ray.get(r))
-            advance(weight(refs[r]))
-    return out
-
-
 def transfer_summary(store: Store) -> dict[str, Any]:
     """Headline numbers per (region, label, scored): mean locality of carrying directions."""
     root = store.group["transfer"]
@@ -608,51 +598,43 @@ def transfer_summary(store: Store) -> dict[str, Any]:
     return {"sources": len(src), "targets": int(st.sum()), "groups": rows}
 
 
+def plan(ctx: StageContext) -> TransferPlan:
+    return plan_transfer(ctx.spec, ctx.store)
+
+
 def run_transfer(spec: JobSpec, store: Store, ray: Any, show_progress: bool = True) -> dict[str, Any]:
+    """Convenience: the stage on its own (the scheduler calls :func:`run`)."""
+    return run(StageContext(spec, store, ray, show_progress))
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
     """Run the whole transfer stage inside an initialised Ray session; idempotent and resumable.
 
     Returns a JSON-able summary: what was computed per part, seconds, notes and the
     headline localities per (region, method label, scoring region).
     """
-    from lrgan_dist.pipeline.runtime import ActorPool, progress
-
+    spec, store = ctx.spec, ctx.store
     t0 = time.perf_counter()
     plan = plan_transfer(spec, store)
-    actors, cpus, gpus, threads = _resources(spec, ray)
+    threads = ctx.resources.threads
     report: dict[str, Any] = {"sources": len(plan.sources), "targets": len(plan.targets),
                               "groups": [g.key for g in plan.groups], "notes": list(plan.notes)}
 
     # 1. linearized scores: one task per target chunk
     reset = _prepare_linear(store, plan)
     units = linear_pending(store)
-    task = ray.remote(linear_unit).options(num_cpus=cpus, max_retries=spec.compute.max_retries)
     t1 = time.perf_counter()
-    with progress("transfer (linearized)", sum(b - a for a, b in units), show_progress) as advance:
-        refs = {task.remote(store.uri, u, threads): u for u in units}
-        _wait_all(ray, refs, advance, lambda u: u[1] - u[0])
+    run_tasks(ctx, linear_unit, [(u, (store.uri, u, threads, ctx.hooks)) for u in units],
+              "transfer (linearized)", weight=lambda u: u[1] - u[0])
     report["linear"] = {"reset": reset, "units": len(units), "seconds": round(time.perf_counter() - t1, 3)}
 
     # 2. realized edits: generator actors over chunks of pairs
     reset = _prepare_realized(store, plan)
     units = realized_pending(store)
     t1 = time.perf_counter()
-    restarts = 0
-    if units:
-        n_act = max(1, min(actors, len(units)))
-        Remote = ray.remote(TransferWorker)
-
-        def make() -> Any:
-            return Remote.options(num_cpus=cpus, num_gpus=gpus, max_concurrency=1).remote(spec, store.uri, threads)
-
-        pool = ActorPool(make, n_act, lambda a, u: a.run.remote(u), max_retries=spec.compute.max_retries)
-        with progress(f"transfer (realized, {n_act} actor{'s' if n_act > 1 else ''})",
-                      sum(b - a for a, b in units), show_progress) as advance:
-            try:
-                pool.run(units, lambda u, r: advance(u[1] - u[0]))
-            finally:
-                pool.shutdown()
-        restarts = pool.restarts
-    report["realized"] = {"reset": reset, "pairs": len(plan.pairs), "units": len(units), "restarts": restarts,
+    pool = run_actors(ctx, TransferWorker, (spec, store.uri, threads, ctx.hooks), units, "transfer (realized)",
+                      weight=lambda u: u[1] - u[0])
+    report["realized"] = {"reset": reset, "pairs": len(plan.pairs), "units": len(units), "restarts": pool["restarts"],
                           "seconds": round(time.perf_counter() - t1, 3)}
 
     # 3. subspace similarity: one task per result group
@@ -660,28 +642,11 @@ def run_transfer(spec: JobSpec, store: Store, ray: Any, show_progress: bool = Tr
     if len(plan.similarity_samples) < 2:
         todo = []
     t1 = time.perf_counter()
-    stask = ray.remote(similarity_unit).options(num_cpus=cpus, max_retries=spec.compute.max_retries)
-    with progress("transfer (similarity)", len(todo), show_progress) as advance:
-        refs = {stask.remote(store.uri, _group_json(g), plan.similarity_samples, plan.carry_frac, threads): g
-                for g in todo}
-        _wait_all(ray, refs, advance, lambda g: 1)
+    run_tasks(ctx, similarity_unit,
+              [(g.key, (store.uri, _group_json(g), plan.similarity_samples, plan.carry_frac, threads)) for g in todo],
+              "transfer (similarity)")
     report["similarity"] = {"groups": len(todo), "samples": len(plan.similarity_samples),
                             "seconds": round(time.perf_counter() - t1, 3)}
     report["summary"] = transfer_summary(store)
     report["seconds"] = round(time.perf_counter() - t0, 3)
-    return _jsonable(report)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON data; NaN/Inf become None (strict JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    return obj
+    return to_jsonable(report)
