@@ -76,10 +76,13 @@ import torch
 from lrgan_dist.core.digest import json_sha256, to_jsonable
 from lrgan_dist.core.scores import (
     cluster_order,
+    headline,
     inert,
     linearized_transfer,
+    locality_share,
     masked_energy,
     mean_energy,
+    realized_locality,
     sample_pairs,
 )
 from lrgan_dist.core.subspaces import orth_bases, source_energy, subspace_similarity
@@ -571,18 +574,19 @@ def transfer_summary(store: Store) -> dict[str, Any]:
         carry = np.asarray(root[f"linear/{g.key}/carrying"][...])  # [S, k]
         for s in g.scored_on:
             og = root[f"linear/{g.key}/on/{s}"]
-            loc = np.asarray(og["locality"][...], dtype=np.float64)  # [S, N, k]
+            e_in = np.asarray(og["energy_in"][...], dtype=np.float64)  # [S, N, k]
+            e_out = np.asarray(og["energy_out"][...], dtype=np.float64)
+            a_in = np.asarray(root[f"linear/targets/{s}/area_in"][:], dtype=np.float64)
+            a_out = np.asarray(root[f"linear/targets/{s}/area_out"][:], dtype=np.float64)
+            loc = locality_share(e_in, e_out, a_in[None, :, None], a_out[None, :, None])  # the share
             me = np.asarray(root[f"linear/targets/{s}/mean_energy"][:], dtype=np.float64)
-            dead = inert(np.asarray(og["energy_in"][...]), np.asarray(og["energy_out"][...]), me[None, :, None])
+            dead = inert(e_in, e_out, me[None, :, None])
             self_m = np.zeros(loc.shape[:2], dtype=bool)
             self_m[np.arange(src.size), src] = True
-            sel = carry[:, None, :] & st[None, :, None] & ~dead
-            cross = sel & ~self_m[:, :, None]
-            selfp = sel & self_m[:, :, None]
+            hl = headline(loc, carry[:, None, :] & st[None, :, None], dead, self_m[:, :, None])
             row = {"region": g.region, "method": g.label, "scored_on": s,
                    "carrying_per_source": float(carry.sum(axis=1).mean()),
-                   "self_locality": float(np.nanmean(loc[selfp])) if selfp.any() else float("nan"),
-                   "cross_locality": float(np.nanmean(loc[cross])) if cross.any() else float("nan")}
+                   "self_locality": hl["self_locality"], "cross_locality": hl["cross_locality"]}
             if pairs is not None and rst.any():
                 ein = np.asarray(root[f"realized/{g.key}/on/{s}/energy_in"][...], dtype=np.float64)
                 eout = np.asarray(root[f"realized/{g.key}/on/{s}/energy_out"][...], dtype=np.float64)
@@ -591,8 +595,8 @@ def transfer_summary(store: Store) -> dict[str, Any]:
                 m = pc & rst[:, None] & (pairs[:, 0] != pairs[:, 1])[:, None]
                 a0 = int(np.argmin(np.abs(np.asarray(real["strengths"], dtype=np.float64))))
                 row["realized_strength"] = float(real["strengths"][a0])
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    rl = ein[:, :, a0].mean(-1) / (ein[:, :, a0].mean(-1) + eout[:, :, a0].mean(-1))
+                tp = pairs[:, 1].astype(np.int64)
+                rl = realized_locality(ein[:, :, a0], eout[:, :, a0], a_in[tp, None], a_out[tp, None])
                 row["realized_cross_locality"] = float(np.nanmean(rl[m])) if m.any() else float("nan")
             rows.append(row)
     return {"sources": len(src), "targets": int(st.sum()), "groups": rows}
