@@ -1,6 +1,6 @@
 """Run a job: open/create the store, run the requested stages on Ray, summarise.
 
-    submit ──► jacobians ──► factorize ──► population ──► transfer ──► report   (DESIGN.md §2)
+    submit ──► jacobians ──► factorize ──► population ──► transfer ──► previews ──► report   (DESIGN.md §2)
 
 The one scheduler: every stage is a module of :mod:`lrgan_dist.pipeline.stages` with
 ``plan(ctx)`` (the pending work units, from the store) and ``run(ctx)`` (schedule them
@@ -27,7 +27,7 @@ from lrgan_dist.store.zarrstore import Store, StoreError, remove_store, store_ex
 
 __all__ = ["STAGES", "submit", "prepare_store", "parse_stages", "stage_module", "run_stage", "default_report_dir"]
 
-STAGES = ("jacobians", "factorize", "population", "transfer")
+STAGES = ("jacobians", "factorize", "population", "transfer", "previews")
 
 
 def parse_stages(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -93,6 +93,8 @@ def _computed(name: str, rep: dict[str, Any]) -> bool:
         return any(rep.get(part, {}).get(k) for part, k in (("linear", "units"), ("linear", "reset"),
                                                               ("realized", "units"), ("realized", "reset"),
                                                               ("similarity", "groups")))
+    if name == "previews":
+        return bool(rep.get("units"))
     return True
 
 

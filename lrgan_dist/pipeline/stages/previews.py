@@ -1,0 +1,295 @@
+"""Previews stage (map, Ray actors): pre-rendered edit frames at matched edit size.
+
+The report and the explorer show edits without ever rebuilding the generator from a
+store (a stored spec may name user code, issue 14): the frames are rendered here, by
+actors that already hold a generator replica, and stored as small uint8 arrays.
+
+For every per-sample result group ``directions/<region>/<label>``, the same
+``previews.samples`` samples (spread evenly over the samples done in every group, so
+methods are compared on the same faces) and their top ``previews.directions``
+directions v_k, this stage renders ``G(x + s·α_k·v_k)`` for every strength multiple
+``s`` in ``previews.strengths`` (0 = the unedited sample).
+
+**Matched edit size.** The step α_k is chosen per (sample, direction) so that the
+first-order image change on the analysis grid is the same for every method::
+
+    ‖J v‖² = vᵀ(ΣR·M_R + ΣB·M_B)v        (M_R, M_B are per-pixel Grams, DESIGN.md §1)
+    target = previews.size · median_i sqrt(tr(ΣR·M_R⁽ⁱ⁾ + ΣB·M_B⁽ⁱ⁾)/d)
+    α_k    = target / ‖J v_k‖
+
+``ΣR·M_R + ΣB·M_B = JᵀJ`` whatever the region, so ``target`` is the median (over the
+rendered samples) of the image change of a *random* unit latent step, scaled by
+``previews.size`` (default 1): strength 1 changes the image as much as a random unit
+step would, and methods differ only in *where* the change goes. α is clamped at
+16 × the sample's random-step α (a nearly inert direction would need a huge step;
+``jnorm·alpha`` < target flags a clamp).
+
+Per (sample, direction) the stage also stores scores from the Grams (``energy_in`` =
+vᵀM_R v, ``energy_out`` = vᵀM_B v, ``locality``), the |ΔG| map of the largest strength
+(per-pixel ‖G(x+αv) − G(x)‖ over channels, area-pooled to the preview size, uint8
+scaled so that 255 = ``delta_scale``) and ``delta_share``, the share of the rendered
+squared change that falls inside R on the analysis grid.
+
+Store layout (rows of :mod:`lrgan_dist.store.layout`, S samples, K directions, A strengths)::
+
+    previews/<region>/<label>/samples      i4 [S]
+    previews/<region>/<label>/directions   i4 [S, K]          -1: direction not defined
+    previews/<region>/<label>/strengths    f4 [A]             multiples of the matched size
+    previews/<region>/<label>/alpha        f4 [S, K]          latent step of strength 1
+    previews/<region>/<label>/{jnorm, energy_in, energy_out, locality, delta_share, delta_scale}  f4 [S, K]
+    previews/<region>/<label>/frames       u1 [S, K, A, H', W', 3]
+    previews/<region>/<label>/delta        u1 [S, K, H', W']
+
+Group attributes: region, label, method, param_hash, directions_path, target, size,
+image_range, ``complete`` (written last). ``previews`` carries the configuration hash; a
+changed configuration re-renders every group, an unchanged one skips complete groups.
+
+Cost model: per group S·(1 + K·A) generator forward passes (one batch per sample)
+and S·K·d² flops for the scores; stored S·K·(A·3 + 1)·H'·W' bytes (quickstart: 9 groups
+× 4·3·(15 + 1)·64² ≈ 7 MB before compression). The driver reads S Grams of one region
+(S·d² numbers) to fix the target. Units are result groups (one writer each), run on the
+actor pool like the jacobians stage.
+
+Stage interface: ``plan(ctx)`` → :class:`PreviewPlan`, ``run(ctx)`` → summary.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrgan_dist.core.digest import json_sha256, to_jsonable
+from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
+from lrgan_dist.spec import JobSpec
+from lrgan_dist.store.zarrstore import DONE, Store
+
+NAME = "previews"
+#: α is clamped at this multiple of a random unit direction's α at the same sample
+MAX_ALPHA_RATIO = 16.0
+
+__all__ = ["PreviewPlan", "PreviewWorker", "plan", "run", "plan_previews", "MAX_ALPHA_RATIO"]
+
+
+@dataclass(frozen=True)
+class PreviewPlan:
+    samples: tuple[int, ...]
+    directions: int
+    strengths: tuple[float, ...]
+    size: float
+    target: float
+    groups: tuple[tuple[str, str, str, str, str], ...]  # (region, label, method, param_hash, path)
+    todo: tuple[tuple[str, str, str, str, str], ...]
+    notes: tuple[str, ...] = ()
+
+    def config(self) -> dict[str, Any]:
+        return {"samples": list(self.samples), "directions": self.directions, "strengths": list(self.strengths),
+                "size": self.size, "groups": [list(g) for g in self.groups]}
+
+
+def _areas(store: Store, region: str, samples: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """ΣR and ΣB = Σ(1 − R) per sample, [S] each."""
+    arr = store.group[f"regions/{region}/mask"]
+    if arr.ndim == 2:
+        m = np.broadcast_to(np.asarray(arr[...], dtype=np.float64), (len(samples), *arr.shape))
+    else:
+        m = np.asarray(arr.oindex[np.asarray(samples, dtype=np.int64)], dtype=np.float64)
+    m = np.nan_to_num(m)
+    a_in = m.sum(axis=(1, 2))
+    return a_in, m.shape[1] * m.shape[2] - a_in
+
+
+def _full_gram(store: Store, region: str, samples: list[int]) -> np.ndarray:
+    """JᵀJ = ΣR·M_R + ΣB·M_B per sample, [S, d, d] float64."""
+    idx = np.asarray(samples, dtype=np.int64)
+    gi = np.asarray(store.group[f"regions/{region}/gram_in"].oindex[idx], dtype=np.float64)
+    go = np.asarray(store.group[f"regions/{region}/gram_out"].oindex[idx], dtype=np.float64)
+    a_in, a_out = _areas(store, region, samples)
+    return a_in[:, None, None] * gi + a_out[:, None, None] * go
+
+
+def plan_previews(spec: JobSpec, store: Store) -> PreviewPlan:
+    """Groups, samples and the matched target from the store (no generator)."""
+    from lrgan_dist.core.methods import get_method
+
+    p = spec.previews
+    L = store.layout
+    notes: list[str] = []
+    done = store.status() == DONE
+    groups = []
+    for m in spec.methods:
+        method = get_method(m.method, **m.params)
+        if getattr(method, "population_only", False):
+            continue
+        ph = method.param_hash()
+        for r in L.regions:
+            path = store.find_result_group("directions", r, m.label, ph)
+            if path is None:
+                notes.append(f"directions/{r}/{m.label}: not computed (run factorize first); no previews")
+                continue
+            done &= store.status(f"{path}/status") == DONE
+            groups.append((r, path.rsplit("/", 1)[1], m.method, ph, path))
+    cand = np.flatnonzero(done)
+    if cand.size == 0 or not groups:
+        return PreviewPlan((), p.directions, tuple(p.strengths), p.size, float("nan"), tuple(groups), (),
+                           tuple(notes + ["no sample is done in every result group; no previews"]))
+    pick = np.unique(np.round(np.linspace(0, cand.size - 1, min(p.samples, cand.size))).astype(np.int64))
+    samples = [int(cand[i]) for i in pick]
+    G = _full_gram(store, L.regions[0], samples)
+    rnd = np.sqrt(np.maximum(np.trace(G, axis1=1, axis2=2) / L.d, 0.0))  # ‖J u‖ of a random unit u
+    target = float(p.size * np.median(rnd))
+    plan0 = PreviewPlan(tuple(samples), min(p.directions, L.d), tuple(float(a) for a in p.strengths), float(p.size),
+                        target, tuple(groups), (), tuple(notes))
+    h = json_sha256(plan0.config())
+    old = dict(store.group["previews"].attrs) if "previews" in store.group else {}
+    todo = []
+    for g in groups:
+        key = f"previews/{g[0]}/{g[1]}"
+        fresh = old.get("hash") == h and key in store.group and store.group[key].attrs.get("complete")
+        if not fresh:
+            todo.append(g)
+    return PreviewPlan(plan0.samples, plan0.directions, plan0.strengths, plan0.size, target, plan0.groups,
+                       tuple(todo), plan0.notes)
+
+
+class PreviewWorker:
+    """One generator replica; renders and writes whole result groups of previews. Ray-free."""
+
+    def __init__(self, spec: JobSpec, store_uri: str, plan: PreviewPlan, torch_threads: int | None = None,
+                 hooks: StageHooks | None = None):
+        from lrgan_dist.apply.build import make_generator, pick_device
+
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.hooks = hooks or StageHooks()
+        self.spec = spec
+        self.plan = plan
+        self.device = pick_device(spec.compute.device)
+        self.generator = make_generator(spec, self.device)
+        self.store = Store.open(store_uri, mode="a")
+        self.layout = self.store.layout
+
+    def _render(self, X: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            y = self.generator.forward(X.to(self.device), x.expand_as(X).to(self.device))
+        return y.detach().float().cpu()
+
+    def run(self, unit: tuple[str, str, str, str, str]) -> dict[str, Any]:
+        from lrgan_dist.core.jacobian import pool_image, to_uint8_preview
+
+        t0 = time.perf_counter()
+        self.hooks.before_unit(NAME, unit)
+        region, label, method, ph, path = unit
+        st, L, pl = self.store, self.layout, self.plan
+        samples = list(pl.samples)
+        S, K, A = len(samples), pl.directions, len(pl.strengths)
+        ph_, pw_ = L.preview_hw
+        idx = np.asarray(samples, dtype=np.int64)
+        V = np.asarray(st.group[f"{path}/vectors"].oindex[idx, :K], dtype=np.float64)  # [S, K, d]
+        gi = np.asarray(st.group[f"regions/{region}/gram_in"].oindex[idx], dtype=np.float64)
+        go = np.asarray(st.group[f"regions/{region}/gram_out"].oindex[idx], dtype=np.float64)
+        a_in, a_out = _areas(st, region, samples)
+        arr = st.group[f"regions/{region}/mask"]
+        masks = (np.broadcast_to(np.asarray(arr[...]), (S, *arr.shape)) if arr.ndim == 2
+                 else np.asarray(arr.oindex[idx]))
+        masks = np.nan_to_num(np.asarray(masks, dtype=np.float64))
+        lat = np.asarray(st.group["latents"].oindex[idx], dtype=np.float32)
+        finite = np.isfinite(V).all(axis=2) & (np.linalg.norm(np.nan_to_num(V), axis=2) > 0)
+        Vz = np.where(finite[..., None], np.nan_to_num(V), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            e_in = np.einsum("skd,sde,ske->sk", Vz, gi, Vz)
+            e_out = np.einsum("skd,sde,ske->sk", Vz, go, Vz)
+            jn = np.sqrt(np.maximum(a_in[:, None] * e_in + a_out[:, None] * e_out, 0.0))
+            loc = e_in / (e_in + e_out)
+            rnd = np.sqrt(np.maximum(np.trace(a_in[:, None, None] * gi + a_out[:, None, None] * go,
+                                              axis1=1, axis2=2) / L.d, 0.0))
+            cap = MAX_ALPHA_RATIO * pl.target / np.where(rnd > 0, rnd, np.inf)
+            alpha = np.minimum(pl.target / np.where(jn > 0, jn, np.nan), cap[:, None])
+        alpha = np.where(finite & np.isfinite(alpha), alpha, np.nan)
+        frames = np.zeros((S, K, A, ph_, pw_, 3), dtype=np.uint8)
+        delta = np.zeros((S, K, ph_, pw_), dtype=np.uint8)
+        dscale = np.full((S, K), np.nan, dtype=np.float32)
+        dshare = np.full((S, K), np.nan, dtype=np.float32)
+        strengths = np.asarray(pl.strengths, dtype=np.float64)
+        big = int(np.argmax(np.abs(strengths)))  # the |ΔG| map is drawn at the largest |strength|
+        lo, hi = (float(v) for v in self.generator.image_range)
+        for s in range(S):
+            ks = [k for k in range(K) if np.isfinite(alpha[s, k])]
+            if not ks:
+                continue
+            x = torch.as_tensor(lat[s], dtype=torch.float32)
+            steps = [(k, a) for k in ks for a in range(A)]
+            X = torch.stack([x + float(strengths[a] * alpha[s, k]) * torch.as_tensor(V[s, k], dtype=torch.float32)
+                             for k, a in steps])
+            Y = self._render(torch.cat([x[None], X]), x)
+            y0, Ye = Y[:1], Y[1:]
+            u8 = to_uint8_preview(Ye, (lo, hi), max_size=max(L.preview_hw))
+            for e, (k, a) in enumerate(steps):
+                frames[s, k, a] = u8[e]
+            m = torch.as_tensor(masks[s])
+            for k in ks:
+                e = steps.index((k, big))
+                d = Ye[e:e + 1] - y0  # [1, C, H, W]
+                mag = d.double().pow(2).sum(dim=1, keepdim=True).sqrt()
+                mp = pool_image(mag, (ph_, pw_), channels="mean")[0, 0].numpy()
+                top = float(mp.max())
+                dscale[s, k] = top
+                if top > 0:
+                    delta[s, k] = np.clip(np.round(255.0 * mp / top), 0, 255).astype(np.uint8)
+                g2 = pool_image(d.double(), L.grid, channels=self.spec.grid.channels).pow(2).sum(dim=1)[0]
+                tot = float(g2.sum())
+                if tot > 0:
+                    dshare[s, k] = float((g2 * m).sum()) / tot
+        dirs = np.where(finite, np.arange(K)[None, :], -1).astype(np.int32)
+        base = f"previews/{region}/{label}"
+        grp = st.group.require_group(base)
+        grp.attrs["complete"] = False
+        st.create_array(f"{base}/samples", (S,))[...] = idx.astype(np.int32)
+        st.create_array(f"{base}/directions", (S, K))[...] = dirs
+        st.create_array(f"{base}/strengths", (A,))[...] = strengths.astype(np.float32)
+        for name, val in (("alpha", alpha), ("jnorm", jn), ("energy_in", e_in), ("energy_out", e_out),
+                          ("locality", loc), ("delta_share", dshare), ("delta_scale", dscale)):
+            val = np.where(finite, val, np.nan).astype(np.float32)
+            st.create_array(f"{base}/{name}", (S, K))[...] = val
+        st.create_array(f"{base}/frames", frames.shape)[...] = frames
+        st.create_array(f"{base}/delta", delta.shape)[...] = delta
+        grp.attrs.update({"region": region, "label": label, "method": method, "param_hash": ph,
+                          "directions_path": path, "target": pl.target, "size": pl.size,
+                          "image_range": [lo, hi], "max_alpha_ratio": MAX_ALPHA_RATIO,
+                          "complete": True})  # last
+        return {"unit": f"{region}/{label}", "renders": len(samples) * (1 + K * A),
+                "seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------- stage interface
+
+
+def plan(ctx: StageContext) -> PreviewPlan:
+    return plan_previews(ctx.spec, ctx.store)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Render the pending result groups' previews; idempotent (complete groups of the same
+    configuration are skipped)."""
+    t0 = time.perf_counter()
+    store = ctx.store
+    pl = plan(ctx)
+    rep: dict[str, Any] = {"groups": len(pl.groups), "units": len(pl.todo), "samples": list(pl.samples),
+                           "target": pl.target, "notes": list(pl.notes)}
+    if not pl.todo:
+        rep["seconds"] = round(time.perf_counter() - t0, 3)
+        return to_jsonable(rep)
+    h = json_sha256(pl.config())
+    if "previews" not in store.group or store.group["previews"].attrs.get("hash") != h:
+        root = store.group.create_group("previews", overwrite=True)  # another configuration: render all again
+    else:
+        root = store.group["previews"]
+    root.attrs.update({"hash": h, "config": pl.config(), "target": pl.target})
+    out = run_actors(ctx, PreviewWorker, (ctx.spec, store.uri, pl, ctx.resources.threads, ctx.hooks),
+                     list(pl.todo), NAME)
+    rep["restarts"] = out["restarts"]
+    store.consolidate()
+    rep["seconds"] = round(time.perf_counter() - t0, 3)
+    return to_jsonable(rep)
