@@ -6,7 +6,7 @@
     python bench/bench_rpca.py --quick                 # d = 64 (structured), seconds
 
 Part 1 — one sample, both Grams (M_R, M_B) at d = 512, λ = 1/60 (the paper's setting),
-factorised by ``np_reference`` — a one-problem numpy implementation of the paper's
+factorised by ``np_pcp_reference`` (lrgan_dist.testing.grams) — a one-problem numpy implementation of the paper's
 ``RobustPCA.fit`` (np.linalg.svd per iteration, fixed μ from numpy's matrix 1-norm,
 tol 1e-7·‖M‖_F) — and by each torch solver on the same matrices: ``fast`` (the default:
 inexact-ALM warm start, then certified Anderson-accelerated Douglas–Rachford, partial
@@ -42,29 +42,24 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from lrgan_dist.core.rpca import RPCAConfig, rpca
-
 from lrgan_dist.core.lowrankgan import lowrankgan_directions, numerical_rank
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
-from test_rpca_lowrankgan import energetic, min_principal_cos, structured_grams  # noqa: E402
+from lrgan_dist.core.rpca import RPCAConfig, rpca
+from lrgan_dist.testing.grams import energetic, min_principal_cos, np_pcp_reference, structured_grams
 
 
 def realistic_grams(d: int, seed: int):
-    """(M_R, M_B) of a structured Jacobian (tests/core/test_rpca_lowrankgan.py ``structured_grams``)."""
+    """(M_R, M_B) of a structured Jacobian (lrgan_dist.testing.grams ``structured_grams``)."""
     return structured_grams(d, seed=seed)
 
 
 def stylegan2_grams(d: int = 512, seed: int = 0):
-    from lrgan_dist.generators import build_generator
     from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine
+    from lrgan_dist.generators import build_generator
     from lrgan_dist.regions import box_mask
 
     G = build_generator("stylegan2", {"random_init": {
@@ -77,8 +72,8 @@ def stylegan2_grams(d: int = 512, seed: int = 0):
 
 
 def synthetic_grams(d: int = 512, seed: int = 0):
-    from lrgan_dist.generators import build_generator
     from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine
+    from lrgan_dist.generators import build_generator
     from lrgan_dist.regions import box_mask
 
     G = build_generator("synthetic", {"latent_dim": d, "resolution": 64, "seed": 0})
@@ -86,23 +81,6 @@ def synthetic_grams(d: int = 512, seed: int = 0):
     mask = torch.as_tensor(box_mask(G.canonical_boxes()["eyes"], (64, 64), (64, 64)))[None]
     out = JacobianEngine(G, JacobianConfig(grid=(64, 64))).compute(x, mask)
     return out["gram_in"][0, 0].double().numpy(), out["gram_out"][0, 0].double().numpy()
-
-
-def np_reference(M, lam, tol=1e-7, max_iter=10_000):
-    """RobustPCA.fit of the paper's code (fixed μ = n₁n₂/(4‖M‖₁), matrix 1-norm)."""
-    mu = M.shape[0] * M.shape[1] / (4 * np.linalg.norm(M, ord=1))
-    S = np.zeros_like(M)
-    Y = np.zeros_like(M)
-    err, it = np.inf, 0
-    while err > tol * np.linalg.norm(M) and it < max_iter:
-        U, s, Vh = np.linalg.svd(M - S + Y / mu, full_matrices=False)
-        L = (U * np.maximum(s - 1 / mu, 0)) @ Vh
-        X = M - L + Y / mu
-        S = np.sign(X) * np.maximum(np.abs(X) - lam / mu, 0)
-        Y = Y + mu * (M - L - S)
-        err = np.linalg.norm(M - L - S)
-        it += 1
-    return L, S, it
 
 
 def _np_directions(L_R, L_B, rank_tol=1e-3):
@@ -128,7 +106,7 @@ def part1(M_R: np.ndarray, M_B: np.ndarray, lam: float, ref_max_iter: int, solve
           f"{'rank numpy':>12}{'rank 1e-3':>11}{'dir cos':>9}")
     print("(running the numpy reference loop …)", flush=True)
     t0 = time.perf_counter()
-    out = [np_reference(M, lam, max_iter=ref_max_iter) for M in (M_R, M_B)]
+    out = [np_pcp_reference(M, lam, max_iter=ref_max_iter) for M in (M_R, M_B)]
     t_np = time.perf_counter() - t0
     obj_np = [np.linalg.svd(L, compute_uv=False).sum() + lam * np.abs(S).sum() for L, S, _ in out]
     rk_np = [int(np.linalg.matrix_rank(L)) for L, _, _ in out]

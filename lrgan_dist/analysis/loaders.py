@@ -28,9 +28,16 @@ energy_in           float32   vᵀM_R v at the target: mean squared change per p
 energy_out          float32   vᵀM_B v at the target: the same outside (B = 1 − R)
 total_in            float32   energy_in · ΣR (sum over the region's pixels)
 total_out           float32   energy_out · ΣB
-locality            float32   energy_in / (energy_in + energy_out), first order
+locality            float32   total_in / (total_in + total_out): the SHARE of the first-order
+                              change ‖J v‖² (summed over the grid) that falls inside R
+locality_per_pixel  float32   energy_in / (energy_in + energy_out): the ratio of the mean
+                              changes per pixel (overstates locality when ΣR < ΣB)
+baseline            float32   locality (share) of a random unit direction at the target:
+                              tr M_R ΣR / (tr M_R ΣR + tr M_B ΣB) — chance level
+strength            float32   ‖J v‖² / E‖J u‖² for a random unit u (whole image):
+                              (total_in + total_out) / ((tr M_R ΣR + tr M_B ΣB)/d)
 realized            bool      the pair was rendered (realized edits exist)
-realized_locality   float32   realized locality at the smallest |α| (NaN if not rendered)
+realized_locality   float32   realized locality (share) at the smallest |α| (NaN if not rendered)
 ==================  ========  ==========================================================
 
 Energies are per unit step² of the latent, in squared image units on the analysis
@@ -41,8 +48,13 @@ are normalized by ΣR and ΣB (DESIGN.md §1).
 strength): the columns source … self_pair, carrying, inert as above plus ``strength``
 (float32, α), ``energy_in``/``energy_out`` (float32, masked MSE / α² averaged over the
 ± edits), ``energy_in_minus``/``energy_in_plus``/``energy_out_minus``/``energy_out_plus``
-(float32, each sign), ``locality`` (float32, realized) and ``linear_locality`` (float32,
-the linearized locality of the same row).
+(float32, each sign), ``locality`` (float32, realized, the share with the target's ΣR, ΣB)
+and ``linear_locality`` (float32, the linearized locality (share) of the same row).
+
+Locality is always the share (:func:`lrgan_dist.core.scores.locality_share`), computed
+here from the stored energies and areas, so stores written before issue 18 (whose stored
+``locality`` arrays hold the per-pixel ratio) read the same as new ones. This module and
+:mod:`lrgan_dist.analysis.summaries` import no torch.
 
 Cost: the transfer table is built group by group from [S, N, k] arrays with numpy
 boolean indexing, O(S·N·k) per (group, scored region); nothing is generated.
@@ -57,9 +69,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from lrgan_dist.core.subspaces import region_energy
+from lrgan_dist.core.scores import baseline_share, edit_strength, inert, locality_per_pixel, locality_share
+from lrgan_dist.core.subspaces import source_energy
 from lrgan_dist.store.zarrstore import DONE, Store
-from lrgan_dist.core.scores import inert
 
 __all__ = [
     "TRANSFER_COLUMNS",
@@ -73,6 +85,7 @@ __all__ = [
     "load_similarity",
     "transfer_groups",
     "has_transfer",
+    "traces",
 ]
 
 #: column → dtype of :func:`load_transfer` (and of ``transfer.parquet``).
@@ -81,6 +94,7 @@ TRANSFER_COLUMNS: dict[str, str] = {
     "method_name": "category", "scored_on": "category", "direction": "int16", "self_pair": "bool",
     "carrying": "bool", "inert": "bool", "source_share": "float32", "energy_in": "float32",
     "energy_out": "float32", "total_in": "float32", "total_out": "float32", "locality": "float32",
+    "locality_per_pixel": "float32", "baseline": "float32", "strength": "float32",
     "realized": "bool", "realized_locality": "float32",
 }
 #: column → dtype of :func:`load_realized` (and of ``realized.parquet``).
@@ -148,13 +162,23 @@ def _mean_diag(g: Any, name: str, done: np.ndarray) -> float:
     return float(np.asarray(g[f"diagnostics/{name}"][:])[done].astype(np.float64).mean())
 
 
+def _zero_share(g: Any, name: str, done: np.ndarray) -> float:
+    if "diagnostics" not in g or name not in g["diagnostics"] or not done.any():
+        return float("nan")
+    return float((np.asarray(g[f"diagnostics/{name}"][:])[done] == 0).mean())
+
+
 def load_groups(store: str | Path | Store) -> pd.DataFrame:
     """One row per per-sample result group ``directions/<region>/<label>``: region, method
     (label), method_name, param_hash, params (JSON text), lam (float64: λ for lowrankgan,
     the 1/√d default resolved; NaN for other methods), done (int64), mean_rank and
-    median_rank (float64, over done samples: the number of directions), mean_rank_R and
-    mean_rank_B (float64: ranks of the RPCA low-rank parts L_R, L_B, from the group's
-    stored diagnostics; NaN for methods without them)."""
+    median_rank (float64, over done samples: the number of directions), empty_share
+    (float64: share of done samples with no direction at all — "no local direction"),
+    mean_rank_R and mean_rank_B (float64: ranks of the RPCA low-rank parts L_R, L_B, from
+    the group's stored diagnostics; NaN for methods without them), rank_B_zero_share
+    (float64: share of done samples with rank(L_B) = 0, where LowRankGAN degenerates to the
+    unprojected principal directions of L_R, i.e. to ``jacobian_svd`` on L_R; NaN without
+    diagnostics)."""
     st = open_store(store)
     rows = []
     for region, label, path in st.direction_groups():
@@ -169,9 +193,11 @@ def load_groups(store: str | Path | Store) -> pd.DataFrame:
                      "done": int(fst.__eq__(DONE).sum()),
                      "mean_rank": float(rank.mean()) if rank.size else float("nan"),
                      "median_rank": float(np.median(rank)) if rank.size else float("nan"),
-                     **{f"mean_rank_{side}": _mean_diag(g, f"rank_{side}", fst == DONE) for side in ("R", "B")}})
+                     "empty_share": float((rank == 0).mean()) if rank.size else float("nan"),
+                     **{f"mean_rank_{side}": _mean_diag(g, f"rank_{side}", fst == DONE) for side in ("R", "B")},
+                     "rank_B_zero_share": _zero_share(g, "rank_B", fst == DONE)})
     cols = ["region", "method", "method_name", "param_hash", "params", "lam", "done", "mean_rank", "median_rank",
-            "mean_rank_R", "mean_rank_B"]
+            "empty_share", "mean_rank_R", "mean_rank_B", "rank_B_zero_share"]
     df = pd.DataFrame(rows, columns=cols)
     return df.astype({"region": "category", "method": "category", "method_name": "category"})
 
@@ -180,7 +206,8 @@ def load_directions(store: str | Path | Store, region: str | None = None, method
                     samples: Sequence[int] | None = None, k: int = 8, frac: float = 0.01) -> pd.DataFrame:
     """Per (sample, region, method, direction ≤ k) with a defined direction: rank (int32),
     energy (float64, vᵀM_R v at the sample), share (float64, / the sample's largest over
-    all its directions), carrying (bool, share ≥ frac). Reads chunk by chunk."""
+    all its directions), relative (float64, / tr M_R / d, a random direction's), carrying
+    (bool, :func:`lrgan_dist.core.subspaces.carrying`). Reads chunk by chunk."""
     st = open_store(store)
     status = st.status()
     want = np.zeros(st.layout.n, dtype=bool)
@@ -200,11 +227,9 @@ def load_directions(store: str | Path | Store, region: str | None = None, method
                 continue
             V = np.asarray(g["vectors"][a:b])[sel].astype(np.float64)
             M = st.read(f"regions/{reg}/gram_in", a, b)[sel].astype(np.float64)
-            e = region_energy(V, M)
+            se = source_energy(V, M, frac)  # the carrying rule of lrgan_dist.core.subspaces
+            e, share, carry = se["energy"], se["share"], se["carrying"]
             fin = np.isfinite(e)
-            top = np.max(np.where(fin, e, -np.inf), axis=1, keepdims=True)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share = e / top
             kk = min(k, V.shape[1])
             idx = np.flatnonzero(sel) + a
             s_i, d_i = np.nonzero(fin[:, :kk])
@@ -212,9 +237,11 @@ def load_directions(store: str | Path | Store, region: str | None = None, method
             frames.append(pd.DataFrame({
                 "sample": idx[s_i].astype(np.int32), "region": reg, "method": label, "method_name": mname,
                 "direction": d_i.astype(np.int16), "rank": rank[s_i].astype(np.int32),
-                "energy": e[s_i, d_i], "share": share[s_i, d_i], "carrying": share[s_i, d_i] >= frac}))
+                "energy": e[s_i, d_i], "share": share[s_i, d_i], "relative": se["relative"][s_i, d_i],
+                "carrying": carry[s_i, d_i]}))
     cols = {"sample": "int32", "region": "category", "method": "category", "method_name": "category",
-            "direction": "int16", "rank": "int32", "energy": "float64", "share": "float64", "carrying": "bool"}
+            "direction": "int16", "rank": "int32", "energy": "float64", "share": "float64", "relative": "float64",
+            "carrying": "bool"}
     if not frames:
         return _empty(cols)
     return _typed(pd.concat(frames, ignore_index=True), cols)
@@ -270,12 +297,18 @@ def load_transfer(store: str | Path | Store, region: str | None = None, method: 
             if scored_on is not None and s != scored_on:
                 continue
             og = gg[f"on/{s}"]
-            a_in = np.asarray(root[f"linear/targets/{s}/area_in"][:], dtype=np.float32)[targets]
-            a_out = np.asarray(root[f"linear/targets/{s}/area_out"][:], dtype=np.float32)[targets]
+            a_in_all, a_out_all = _areas(root, s)
+            a_in, a_out = a_in_all[targets], a_out_all[targets]
+            tr_in, tr_out = traces(st, s, targets)
             me = np.asarray(root[f"linear/targets/{s}/mean_energy"][:], dtype=np.float64)[targets]
             e_in = np.asarray(og["energy_in"][...])[:, targets]  # [S, T, k]
             e_out = np.asarray(og["energy_out"][...])[:, targets]
-            loc = np.asarray(og["locality"][...])[:, targets]
+            ai, ao = a_in[None, :, None], a_out[None, :, None]
+            loc = locality_share(e_in, e_out, ai, ao)
+            lpp = locality_per_pixel(e_in, e_out)
+            base = baseline_share(tr_in, tr_out, a_in, a_out)  # [T]
+            strength = edit_strength(e_in, e_out, tr_in[None, :, None], tr_out[None, :, None], ai, ao,
+                                     st.layout.d)
             dead = inert(e_in, e_out, me[None, :, None])
             keep = np.broadcast_to(defined[:, None, :], e_in.shape)
             if carrying_only:
@@ -284,7 +317,8 @@ def load_transfer(store: str | Path | Store, region: str | None = None, method: 
             rl = np.full(si.size, np.nan, dtype=np.float32)
             realized = np.zeros(si.size, dtype=bool)
             if real is not None:
-                rl_full, rdone = _realized_locality_grid(root, key, s, real, src, targets, e_in.shape)
+                rl_full, rdone = _realized_locality_grid(root, key, s, real, src, targets, e_in.shape,
+                                                         a_in_all, a_out_all)
                 rl = rl_full[si, ti, ki]
                 realized = rdone[si, ti]
             frames.append(pd.DataFrame({
@@ -294,23 +328,48 @@ def load_transfer(store: str | Path | Store, region: str | None = None, method: 
                 "carrying": carry[si, ki], "inert": dead[si, ti, ki], "source_share": share[si, ki],
                 "energy_in": e_in[si, ti, ki], "energy_out": e_out[si, ti, ki],
                 "total_in": e_in[si, ti, ki] * a_in[ti], "total_out": e_out[si, ti, ki] * a_out[ti],
-                "locality": loc[si, ti, ki], "realized": realized, "realized_locality": rl}))
+                "locality": loc[si, ti, ki], "locality_per_pixel": lpp[si, ti, ki], "baseline": base[ti],
+                "strength": strength[si, ti, ki], "realized": realized, "realized_locality": rl}))
     if not frames:
         return _empty(TRANSFER_COLUMNS)
     return _typed(pd.concat(frames, ignore_index=True), TRANSFER_COLUMNS)
 
 
+def _areas(root: Any, scored: str) -> tuple[np.ndarray, np.ndarray]:
+    """[N] ΣR, ΣB of every sample's mask of ``scored`` as the transfer stage recorded them."""
+    return (np.asarray(root[f"linear/targets/{scored}/area_in"][:], dtype=np.float64),
+            np.asarray(root[f"linear/targets/{scored}/area_out"][:], dtype=np.float64))
+
+
+def traces(store: str | Path | Store, region: str, samples: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """tr M_R, tr M_B [len(samples)] of ``region`` (float64), read chunk by chunk (NaN for
+    samples without Grams). A random unit direction's energies are these / d."""
+    st = open_store(store)
+    idx = np.asarray(samples, dtype=np.int64)
+    out_in = np.full(idx.size, np.nan)
+    out_out = np.full(idx.size, np.nan)
+    for a, b in st.layout.chunks():
+        pos = np.flatnonzero((idx >= a) & (idx < b))
+        if pos.size == 0:
+            continue
+        for name, out in (("gram_in", out_in), ("gram_out", out_out)):
+            M = st.read(f"regions/{region}/{name}", a, b)[idx[pos] - a].astype(np.float64)
+            out[pos] = np.trace(M, axis1=1, axis2=2)
+    return out_in, out_out
+
+
 def _realized_locality_grid(root: Any, key: str, scored: str, real: dict[str, Any], src: np.ndarray,
-                            targets: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """[S, T, k] realized locality at the smallest |α| (NaN where not rendered), [S, T] rendered."""
+                            targets: np.ndarray, shape: tuple[int, int, int], area_in: np.ndarray,
+                            area_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[S, T, k] realized locality (share) at the smallest |α| (NaN where not rendered), [S, T] rendered."""
     S, T, k = shape
     out = np.full((S, T, k), np.nan, dtype=np.float32)
     done = np.zeros((S, T), dtype=bool)
     a0 = int(np.argmin(np.abs(real["strengths"])))
     ein = np.asarray(root[f"realized/{key}/on/{scored}/energy_in"][...], dtype=np.float64)[:, :, a0].mean(-1)
     eout = np.asarray(root[f"realized/{key}/on/{scored}/energy_out"][...], dtype=np.float64)[:, :, a0].mean(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        loc = ein / (ein + eout)  # [P, k]
+    pt = real["pairs"][:, 1]
+    loc = locality_share(ein, eout, area_in[pt, None], area_out[pt, None])  # [P, k]
     srow = {int(v): i for i, v in enumerate(src)}
     tcol = {int(v): i for i, v in enumerate(targets)}
     for p, (s, t) in enumerate(real["pairs"]):
@@ -348,15 +407,16 @@ def load_realized(store: str | Path | Store, region: str | None = None, method: 
             ein = np.asarray(root[f"realized/{key}/on/{s}/energy_in"][...], dtype=np.float64)[pidx]  # [P, k, A, 2]
             eout = np.asarray(root[f"realized/{key}/on/{s}/energy_out"][...], dtype=np.float64)[pidx]
             og = root[f"linear/{key}/on/{s}"]
-            lloc = np.asarray(og["locality"][...])[sr, pt]  # [P, k]
+            a_in, a_out = _areas(root, s)
+            lloc = locality_share(np.asarray(og["energy_in"][...])[sr, pt], np.asarray(og["energy_out"][...])[sr, pt],
+                                  a_in[pt, None], a_out[pt, None])  # [P, k]
             me = np.asarray(root[f"linear/targets/{s}/mean_energy"][:], dtype=np.float64)[pt]
             dead = inert(np.asarray(og["energy_in"][...])[sr, pt], np.asarray(og["energy_out"][...])[sr, pt],
                          me[:, None])  # [P, k]
             fin = np.isfinite(ein).all(axis=-1) & np.isfinite(eout).all(axis=-1)  # [P, k, A]
             pi, ki, ai = np.nonzero(fin)
             mi, mo = ein.mean(-1), eout.mean(-1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                loc = mi / (mi + mo)
+            loc = locality_share(mi, mo, a_in[pt, None, None], a_out[pt, None, None])
             frames.append(pd.DataFrame({
                 "source": ps[pi].astype(np.int32), "target": pt[pi].astype(np.int32), "region": g["region"],
                 "method": g["label"], "method_name": g["method"], "scored_on": s, "direction": ki.astype(np.int16),

@@ -32,10 +32,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lrgan_dist.analysis.loaders import (REALIZED_COLUMNS, TRANSFER_COLUMNS, has_transfer, load_groups, load_realized, load_samples,
-                      load_similarity, load_transfer, open_store)
-from lrgan_dist.analysis.plots import (fig_to_png, plot_lambda_sweep, plot_locality_distributions, plot_realized_vs_linear,
-                    plot_similarity_matrix, plot_transfer_heatmap)
+from lrgan_dist.analysis.loaders import (
+    REALIZED_COLUMNS,
+    TRANSFER_COLUMNS,
+    has_transfer,
+    load_groups,
+    load_realized,
+    load_samples,
+    load_similarity,
+    load_transfer,
+    open_store,
+)
+from lrgan_dist.analysis.plots import (
+    fig_to_png,
+    plot_lambda_sweep,
+    plot_locality_distributions,
+    plot_realized_vs_linear,
+    plot_similarity_matrix,
+    plot_transfer_heatmap,
+)
 from lrgan_dist.analysis.summaries import box_vs_mask, lambda_sweep, matched_comparison, realized_agreement, summarize_transfer
 
 __all__ = ["write_report", "markdown_table"]
@@ -48,12 +63,17 @@ _COLUMN_DOC = {
     "source": "sample the direction was found on", "target": "sample it is applied to",
     "region": "region of the direction", "method": "result-group label", "method_name": "registry method",
     "scored_on": "region whose target Grams/masks score it", "direction": "k (0 = best)",
-    "self_pair": "source == target", "carrying": "≥ carry_frac of the source's largest region energy",
+    "self_pair": "source == target",
+    "carrying": "≥ carry_frac of the source's largest region energy and ≥ 1e-5 of a random direction's",
     "inert": "energy_in + energy_out < 1e-5 · target's (tr M_R + tr M_B)/d (left out of locality means)",
     "source_share": "region energy at the source / source's largest", "energy_in": "vᵀM_R v at the target (per pixel)",
     "energy_out": "vᵀM_B v at the target (per pixel)", "total_in": "energy_in · ΣR", "total_out": "energy_out · ΣB",
-    "locality": "energy_in / (energy_in + energy_out)", "realized": "pair rendered with the generator",
-    "realized_locality": "realized locality at the smallest |α| (NaN if not rendered)",
+    "locality": "share of the change inside R: total_in / (total_in + total_out)",
+    "locality_per_pixel": "energy_in / (energy_in + energy_out) (per-pixel ratio, not a share)",
+    "baseline": "locality of a random direction at the target: tr M_R·ΣR / (tr M_R·ΣR + tr M_B·ΣB)",
+    "strength": "‖J v‖² (whole image) / a random direction's",
+    "realized": "pair rendered with the generator",
+    "realized_locality": "realized locality (share) at the smallest |α| (NaN if not rendered)",
 }
 
 
@@ -132,7 +152,8 @@ def _headline(summary: pd.DataFrame, agreement: pd.DataFrame, matched: pd.DataFr
     for r in summary.to_dict("records"):
         out["groups"].append({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()
                               if k in ("region", "method", "scored_on", "method_name", "carrying_per_source",
-                                       "self_locality", "cross_locality", "generalization_gap",
+                                       "self_locality", "self_baseline", "self_strength", "cross_locality",
+                                       "cross_baseline", "cross_strength", "generalization_gap",
                                        "realized_cross_locality", "spearman")})
     if not agreement.empty:
         pooled = agreement[agreement["region"] == "all"].sort_values("strength", key=lambda s: s.abs())
@@ -196,14 +217,21 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
               f"{real.get('strengths', [])}.")
     doc.p("Per-pixel normalization: the stored Grams are M_R = Jᵀdiag(R)J/ΣR and M_B = Jᵀdiag(B)J/ΣB, so "
           "energy_in = vᵀM_R v is the first-order mean squared change per pixel inside the target's region per unit "
-          "step² and energy_out the same outside; locality = energy_in/(energy_in + energy_out). Realized energies "
+          "step² and energy_out the same outside. locality is the SHARE of the first-order change inside the region: "
+          "ΣR·energy_in/(ΣR·energy_in + ΣB·energy_out) (the per-pixel ratio energy_in/(energy_in + energy_out) is "
+          "kept as locality_per_pixel; it overstates locality whenever the region is smaller than the rest). "
+          "baseline is the locality of a random direction at the same target, tr M_R·ΣR/(tr M_R·ΣR + tr M_B·ΣB): a "
+          "method is local only where it beats it. strength is ‖J v‖² over the whole image against a random "
+          "direction's (1 = as strong as a random direction; a very local but very weak direction edits nothing "
+          "visible). Realized energies "
           "are masked per-pixel MSEs of the pooled images G(x_j ± αv) − G(x_j) divided by α², averaged over ±, "
           "so that they tend to the linearized ones as α → 0 (small α keeps the edit in the linear regime).")
 
     doc.h(2, "Self vs cross-image locality (method × region)")
     doc.p("Means over carrying directions that are not inert at the target (inert: first-order energy below "
           "1e-5 of the target's mean energy per direction — the direction changes ~nothing there); cross excludes "
-          "self pairs; gap = self − cross; realized at the smallest α.")
+          "self pairs; gap = self − cross; realized at the smallest α. Every locality is printed beside its random "
+          "baseline (self_/cross_baseline) and the median edit strength (self_/cross_strength).")
     doc.table(summary)
     if not matched.empty:
         doc.h(2, "LowRankGAN vs the same number of top directions of other methods")
@@ -218,7 +246,11 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
     if not sweep.empty:
         doc.h(2, "λ sweep (LowRankGAN)")
         doc.p("Each result group's parameters are read from its zarr attributes (method, params, param_hash); "
-              "λ = null resolves to 1/√d. Choose λ by held-out (cross-image) locality.")
+              "λ = null resolves to 1/√d. Every λ is listed, also one that gave no direction: empty_share is the "
+              "share of samples with no local direction; degenerate flags groups where rank(L_B) = 0 on some "
+              "samples (rank_B_zero_share), where LowRankGAN is the unprojected principal directions of L_R "
+              "(jacobian_svd), not a local method. Choose λ by held-out (cross-image) locality above the baseline "
+              "at a usable strength.")
         doc.table(sweep)
         doc.figure("lambda_sweep", fig_to_png(plot_lambda_sweep(sweep)), "Rank and cross-image locality against λ")
     if not bvm.empty:
@@ -255,6 +287,8 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
                             "meaning": [_COLUMN_DOC.get(c, "") for c in TRANSFER_COLUMNS]}))
     doc.p(f"realized.parquet columns: {', '.join(f'{c} ({d})' for c, d in REALIZED_COLUMNS.items())}.")
     doc.h(2, "Result groups")
+    doc.p("empty_share: share of done samples with no direction at all (no local direction; LowRankGAN drops "
+          "directions that change the region less than 1e-5 of a random direction).")
     doc.table(groups)
 
     (out / "report.md").write_text("\n".join(doc.md))

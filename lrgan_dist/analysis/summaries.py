@@ -8,16 +8,21 @@
 * :func:`matched_comparison` — LowRankGAN's carrying directions against the *same
   number* of top directions of other methods (e.g. ``jacobian_svd``, the top
   eigenvectors of M_R) on the same pairs.
-* :func:`lambda_sweep` — rank and cross-image locality against λ for the LowRankGAN
-  entries of the spec (each group's parameters read from its zarr attributes), to
-  choose λ by held-out locality.
+* :func:`lambda_sweep` — rank, empty share and cross-image locality and strength against
+  λ for every LowRankGAN result group (each group's parameters read from its zarr
+  attributes), to choose λ by held-out locality at a usable edit strength.
 * :func:`box_vs_mask` — directions from a loose box vs from the ground-truth mask:
   per-sample subspace similarity (principal angles) and transfer locality.
 
 "Cross" always excludes self pairs; locality means are over (pair, direction) rows of
-carrying directions (≥ 1 % of the source's largest region energy) that are not inert at
+carrying directions (:func:`lrgan_dist.core.subspaces.carrying`) that are not inert at
 the target (see :mod:`lrgan_dist.core.scores`: a direction that changes ~nothing there
-has no meaningful locality).
+has no meaningful locality). Locality is the share of the first-order change inside the
+region; every locality comes with its random-direction ``baseline`` (chance level) and
+the median edit ``strength`` (‖J v‖² against a random direction's, whole image): a
+method is local only where it beats the baseline, and useful only at a usable strength.
+The headline means are :func:`lrgan_dist.core.scores.headline` (the submit summary uses
+the same function). Pure numpy/pandas: importing this module does not import torch.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from lrgan_dist.analysis.loaders import open_store
-from lrgan_dist.core.scores import spearman
+from lrgan_dist.core.scores import headline, spearman
 from lrgan_dist.core.subspaces import orth_bases, source_energy, subspace_similarity
 from lrgan_dist.store.zarrstore import DONE, Store
 
@@ -47,11 +52,13 @@ def summarize_transfer(df: pd.DataFrame) -> pd.DataFrame:
     """Per (region, method, scored_on) from the transfer table (:func:`load_transfer`).
 
     Columns: method_name, sources, targets, carrying_per_source, inert_share (of carrying
-    cross rows), self_locality,
-    cross_locality, generalization_gap (self − cross), cross_std, cross_p10 (10th
-    percentile over rows), worst_target (lowest per-target mean cross locality),
-    realized_pairs, realized_cross_locality (smallest |α|), spearman (linearized vs
-    realized over the rendered cross rows).
+    cross rows), self_locality, self_baseline (random direction's locality at the same
+    rows), self_strength (median), cross_locality, cross_baseline, cross_strength (median),
+    cross_locality_per_pixel (the per-pixel ratio, for comparison with stores before issue
+    18), generalization_gap (self − cross), cross_std, cross_p10 (10th percentile over
+    rows), worst_target (lowest per-target mean cross locality), realized_pairs,
+    realized_cross_locality (smallest |α|), spearman (linearized vs realized over the
+    rendered cross rows).
     """
     rows = []
     if df.empty:
@@ -60,9 +67,10 @@ def summarize_transfer(df: pd.DataFrame) -> pd.DataFrame:
         per_src = g[g["carrying"]].drop_duplicates(["source", "direction"]).groupby("source").size()
         c = g[g["carrying"] & ~g["inert"]]
         cross = c[~c["self_pair"]]
-        selfp = c[c["self_pair"]]
         per_target = cross.groupby("target")["locality"].mean()
         rc = cross[cross["realized"]]
+        hl = headline(g["locality"].to_numpy(), g["carrying"].to_numpy(), g["inert"].to_numpy(),
+                      g["self_pair"].to_numpy(), baseline=g["baseline"].to_numpy(), strength=g["strength"].to_numpy())
         rows.append({
             **dict(zip(_KEYS, key)),
             "method_name": str(g["method_name"].iloc[0]),
@@ -70,9 +78,12 @@ def summarize_transfer(df: pd.DataFrame) -> pd.DataFrame:
             "targets": int(g["target"].nunique()),
             "carrying_per_source": float(per_src.reindex(g["source"].unique(), fill_value=0).mean()),
             "inert_share": _mean(g.loc[g["carrying"] & ~g["self_pair"], "inert"].astype(float)),
-            "self_locality": _mean(selfp["locality"]),
-            "cross_locality": _mean(cross["locality"]),
-            "generalization_gap": _mean(selfp["locality"]) - _mean(cross["locality"]),
+            "self_locality": hl["self_locality"], "self_baseline": hl["self_baseline"],
+            "self_strength": hl["self_strength"],
+            "cross_locality": hl["cross_locality"], "cross_baseline": hl["cross_baseline"],
+            "cross_strength": hl["cross_strength"],
+            "cross_locality_per_pixel": _mean(cross["locality_per_pixel"]),
+            "generalization_gap": hl["self_locality"] - hl["cross_locality"],
             "cross_std": float(cross["locality"].std()) if len(cross) > 1 else float("nan"),
             "cross_p10": float(cross["locality"].quantile(0.1)) if len(cross) else float("nan"),
             "worst_target": float(per_target.min()) if len(per_target) else float("nan"),
@@ -170,26 +181,38 @@ def matched_comparison(df: pd.DataFrame, reference: str = "lowrankgan") -> pd.Da
 
 
 def lambda_sweep(df: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
-    """Rank and cross-image locality against λ for every LowRankGAN result group.
+    """Every LowRankGAN result group against λ: ranks, empty share, locality and strength.
 
     ``groups`` from :func:`load_groups` (λ from each group's zarr attrs, default 1/√d
-    resolved). Columns: region, method, lam, param_hash, mean_rank (directions per sample),
-    mean_rank_R, mean_rank_B (RPCA ranks of L_R, L_B), scored_on, carrying_per_source,
-    self_locality, cross_locality, realized_cross_locality; sorted by region, scored_on, λ.
+    resolved). One row per (group, scored_on) with transfer rows, and one row (scored_on
+    empty) for a group without any — a λ that gave no directions is shown, never dropped
+    (issue 18). Columns: region, method, lam, param_hash, mean_rank (directions per
+    sample), empty_share (share of samples with no direction), mean_rank_R, mean_rank_B
+    (RPCA ranks of L_R, L_B), rank_B_zero_share, degenerate (True when some sample has
+    rank(L_B) = 0: there LowRankGAN is the unprojected principal directions of L_R, i.e.
+    ``jacobian_svd``, not a local method), scored_on, carrying_per_source, self_locality,
+    self_strength, cross_locality, cross_baseline, cross_strength,
+    realized_cross_locality; sorted by region, λ, scored_on.
     """
-    cols = ["region", "method", "lam", "param_hash", "mean_rank", "mean_rank_R", "mean_rank_B", "scored_on",
-            "carrying_per_source", "self_locality", "cross_locality", "realized_cross_locality"]
+    cols = ["region", "method", "lam", "param_hash", "mean_rank", "empty_share", "mean_rank_R", "mean_rank_B",
+            "rank_B_zero_share", "degenerate", "scored_on", "carrying_per_source", "self_locality", "self_strength",
+            "cross_locality", "cross_baseline", "cross_strength", "realized_cross_locality"]
+    if groups.empty:
+        return pd.DataFrame(columns=cols)
     lg = groups[np.isfinite(groups["lam"].astype(float))]
-    if lg.empty or df.empty:
+    if lg.empty:
         return pd.DataFrame(columns=cols)
-    summ = summarize_transfer(df[df["method"].isin(lg["method"].astype(str))])
+    g2 = lg.astype({"region": str, "method": str})
+    g2 = g2[[c for c in ("region", "method", "lam", "param_hash", "mean_rank", "empty_share", "mean_rank_R",
+                         "mean_rank_B", "rank_B_zero_share") if c in g2.columns]].copy()
+    g2["degenerate"] = g2["rank_B_zero_share"].fillna(0.0) > 0 if "rank_B_zero_share" in g2 else False
+    summ = summarize_transfer(df[df["method"].isin(lg["method"].astype(str))]) if not df.empty else pd.DataFrame()
     if summ.empty:
-        return pd.DataFrame(columns=cols)
-    g2 = lg.astype({"region": str, "method": str})[["region", "method", "lam", "param_hash", "mean_rank",
-                                                    "mean_rank_R", "mean_rank_B"]]
+        summ = pd.DataFrame(columns=["region", "method", "scored_on"])
     summ = summ.astype({"region": str, "method": str, "scored_on": str})
-    out = g2.merge(summ, on=["region", "method"], how="inner")
-    return out[cols].sort_values(["region", "scored_on", "lam"]).reset_index(drop=True)
+    out = g2.merge(summ, on=["region", "method"], how="left")
+    out = out.reindex(columns=cols)
+    return out.sort_values(["region", "lam", "scored_on"], na_position="last").reset_index(drop=True)
 
 
 def box_mask_pairs(store: str | Path | Store) -> list[tuple[str, str]]:

@@ -1,9 +1,14 @@
 """The end-of-run summary printed by ``lrgan-dist submit``.
 
-Samples done/failed; per region and method the mean rank and mean number of carrying
-directions (≥ 1 % of the largest region energy); when the generator exposes ground
-truth (the synthetic generator) the agreement of the carrying directions with the
-true part subspace: the largest sine to it and the fraction of it they span.
+Samples done/failed; per region and method the mean rank, the share of samples with no
+direction at all ("no local direction"), the mean number of carrying directions
+(:func:`lrgan_dist.core.subspaces.carrying`), and for the carrying directions at their own
+sample: the locality (SHARE of the first-order change inside the region), the random-
+direction baseline beside it (a method is local only above it) and the median edit
+strength (‖J v‖² against a random direction's, whole image; issue 18); when the
+generator exposes ground truth (the synthetic generator) the agreement of the carrying
+directions with the true part subspace: the largest sine to it and the fraction of it
+they span. Locality, baseline and strength are :mod:`lrgan_dist.core.scores`' formulas.
 """
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from lrgan_dist.core.subspaces import carrying, subspace_coverage, subspace_sines
+from lrgan_dist.core.scores import baseline_share, edit_strength, headline, locality_share
+from lrgan_dist.core.subspaces import carrying, region_energy, subspace_coverage, subspace_sines
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, Store
 
@@ -48,6 +54,7 @@ def summarize(spec: JobSpec, store: Store) -> dict[str, Any]:
             "method": label,
             "done": int(done.size),
             "mean_rank": float(np.asarray(g["rank"][:])[done].mean()) if done.size else float("nan"),
+            "empty_share": float((np.asarray(g["rank"][:])[done] == 0).mean()) if done.size else float("nan"),
         }
         part = truth_part(spec, region, list(truth)) if truth else None
         if done.size:
@@ -57,6 +64,7 @@ def summarize(spec: JobSpec, store: Store) -> dict[str, Any]:
             M = np.asarray(store.group[f"regions/{region}/gram_in"][lo:hi])[idx - lo].astype(np.float64)
             sel = carrying(V, M)
             row["mean_carrying"] = float(sel.sum(axis=1).mean())
+            row.update(_self_scores(store, region, idx, V, M, sel))
             if part is not None:
                 Q = truth[part]
                 sines, cover = [], []
@@ -74,6 +82,25 @@ def summarize(spec: JobSpec, store: Store) -> dict[str, Any]:
     return out
 
 
+def _self_scores(store: Store, region: str, idx: np.ndarray, V: np.ndarray, M_in: np.ndarray,
+                 sel: np.ndarray) -> dict[str, float]:
+    """Locality (share), its random baseline and the median strength of the carrying
+    directions V [n, k, d] at their own samples ``idx`` (M_in [n, d, d] their M_R)."""
+    lo, hi = int(idx.min()), int(idx.max()) + 1
+    M_out = np.asarray(store.group[f"regions/{region}/gram_out"][lo:hi])[idx - lo].astype(np.float64)
+    m = store.region_mask(region, lo, hi).astype(np.float64)
+    m = m[idx - lo] if m.ndim == 3 else np.broadcast_to(m, (len(idx), *m.shape))
+    a_in, a_out = m.sum(axis=(1, 2))[:, None], (1.0 - m).sum(axis=(1, 2))[:, None]  # [n, 1]
+    e_in, e_out = region_energy(V, M_in), region_energy(V, M_out)
+    tr_in = np.trace(M_in, axis1=1, axis2=2)[:, None]
+    tr_out = np.trace(M_out, axis1=1, axis2=2)[:, None]
+    hl = headline(locality_share(e_in, e_out, a_in, a_out), sel, np.zeros_like(sel), True,
+                  baseline=baseline_share(tr_in, tr_out, a_in, a_out),
+                  strength=edit_strength(e_in, e_out, tr_in, tr_out, a_in, a_out, V.shape[-1]))
+    return {"self_locality": hl["self_locality"], "baseline": float(np.nanmean(baseline_share(tr_in, tr_out, a_in, a_out))),
+            "strength": hl["self_strength"]}
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """Human-readable summary table (plain text, for stdout)."""
     s = report["summary"]["samples"]
@@ -82,7 +109,10 @@ def format_summary(report: dict[str, Any]) -> str:
     rows = report["summary"]["directions"]
     if rows:
         lines.append("")
-        hdr = f"{'region':<12} {'method':<16} {'done':>5} {'rank':>6} {'carry':>6}  ground truth"
+        lines.append("locality = share of the first-order change inside the region (carrying directions, "
+                     "own sample); random = a random direction's; strength = median |J v|^2 / a random direction's")
+        hdr = (f"{'region':<12} {'method':<16} {'done':>5} {'rank':>6} {'none':>5} {'carry':>6} {'local':>6} "
+               f"{'random':>6} {'strength':>8}  ground truth")
         lines.append(hdr)
         lines.append("-" * len(hdr) + "-" * 30)
         for r in rows:
@@ -90,21 +120,27 @@ def format_summary(report: dict[str, Any]) -> str:
             if "truth" in r:
                 gt = (f"{r['truth']}: median max-sine {r['max_sine_median']:.3g}, "
                       f"{100 * r['in_subspace_frac']:.0f}% samples all sin<0.05, coverage {r['coverage_mean']:.2f}")
+            nan = float("nan")
             lines.append(f"{r['region']:<12} {r['method']:<16} {r['done']:>5} {r['mean_rank']:>6.1f} "
-                         f"{r.get('mean_carrying', float('nan')):>6.1f}  {gt}")
+                         f"{_pct(r.get('empty_share', nan)):>5} {r.get('mean_carrying', nan):>6.1f} "
+                         f"{r.get('self_locality', nan):>6.3f} {r.get('baseline', nan):>6.3f} "
+                         f"{_strength(r.get('strength', nan)):>8}  {gt}")
     tr = report.get("stages", {}).get("transfer")
     if tr and tr.get("summary", {}).get("groups"):
         lines.append("")
         lines.append(f"transfer: {tr['summary']['sources']} sources x {tr['summary']['targets']} targets "
                      "(locality = share of the first-order change inside the target's region)")
-        hdr = f"{'region':<12} {'method':<16} {'scored on':<12} {'self':>6} {'cross':>6} {'realized':>9}"
+        base = {r["region"]: r.get("baseline") for r in rows}
+        hdr = (f"{'region':<12} {'method':<16} {'scored on':<12} {'self':>6} {'cross':>6} {'random':>6} "
+               f"{'realized':>9}")
         lines.append(hdr)
         lines.append("-" * len(hdr))
         for g in tr["summary"]["groups"]:
             def f(v: Any) -> str:
-                return "   n/a" if v is None else f"{v:6.3f}"
+                return "   n/a" if v is None or not np.isfinite(v) else f"{v:6.3f}"
+            rnd = g.get("cross_baseline", base.get(g.get("scored_on")))
             lines.append(f"{g.get('region', ''):<12} {g.get('method', ''):<16} {g.get('scored_on', ''):<12} "
-                         f"{f(g.get('self_locality'))} {f(g.get('cross_locality'))} "
+                         f"{f(g.get('self_locality'))} {f(g.get('cross_locality'))} {f(rnd)} "
                          f"{f(g.get('realized_cross_locality')):>9}")
     if report.get("report"):
         lines.append("")
@@ -113,3 +149,11 @@ def format_summary(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"wall time: {report['seconds']:.1f} s")
     return "\n".join(lines)
+
+
+def _pct(v: float) -> str:
+    return "  n/a" if not np.isfinite(v) else f"{100 * v:4.0f}%"
+
+
+def _strength(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else (f"{v:.3g}x")
