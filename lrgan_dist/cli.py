@@ -209,8 +209,14 @@ def edit(
     strengths: str = typer.Option("-3,3,7", "--strengths", help="START,STOP,COUNT: COUNT strengths evenly spaced."),
     source: Optional[int] = typer.Option(None, "--source", help="Take the direction from this sample (transfer)."),
     out: Path = typer.Option(..., "--out", help="Output PNG."),
+    trust_code: bool = typer.Option(False, "--trust-code",
+                                    help="Rebuild a generator that runs user code (kind: module) from the store's spec."),
 ) -> None:
-    """Render an edit grid: rows = samples, columns = strengths, region outlined."""
+    """Render an edit grid: rows = samples, columns = strengths, region outlined.
+
+    The generator is rebuilt from the spec saved in the store; a store never runs code
+    on its own, so a user-code generator (kind: module) needs --trust-code.
+    """
     import numpy as np
 
     from lrgan_dist.apply.edit import edit_grid
@@ -222,7 +228,8 @@ def edit(
         if len(vals) != 3 or not vals[2].is_integer() or vals[2] < 1:
             raise SpecError("--strengths", f"received {strengths!r}; expected START,STOP,COUNT such as -3,3,7")
         alphas = [float(v) for v in np.linspace(vals[0], vals[1], int(vals[2]))]
-        return edit_grid(store, region, method, list(parse_seeds(sample)), direction, alphas, out, source=source)
+        return edit_grid(store, region, method, list(parse_seeds(sample)), direction, alphas, out, source=source,
+                         trust_code=trust_code)
 
     path = _run(go)
     typer.echo(str(path))

@@ -7,12 +7,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrgan_dist.generators.base import build_generator
+from lrgan_dist.generators.base import GeneratorError, build_generator, runs_user_code
 from lrgan_dist.spec import JobSpec, SpecError
 
 
-def make_generator(spec: JobSpec, device: str | torch.device = "cpu") -> Any:
-    """Build the spec's generator, forwarding the latent section to adapters."""
+class UserCodeRefused(GeneratorError):
+    """A spec read from a store names user code; it is not run without the user's explicit consent."""
+
+
+def make_generator(spec: JobSpec, device: str | torch.device = "cpu", *, allow_user_code: bool = True) -> Any:
+    """Build the spec's generator, forwarding the latent section to adapters.
+
+    ``allow_user_code=False`` is for specs that come out of a store (``edit``, ``report``,
+    summaries of an existing store): a store is data others may hand you, and reading it
+    must never execute code, so a generator kind that runs user code (``kind: module``)
+    is refused with :class:`UserCodeRefused` (exit 2) unless the caller opts in.
+    """
+    if not allow_user_code and runs_user_code(spec.generator.kind):
+        factory = spec.generator.params.get("factory")
+        raise UserCodeRefused(
+            f"generator.kind: the store's generator is user code (kind {spec.generator.kind!r}, factory "
+            f"{factory!r}); reading a store never runs code. Expected --trust-code to rebuild it from the "
+            "store's spec, or render with your own job spec")
     params = dict(spec.generator.params)
     ckpt = params.get("checkpoint")
     if isinstance(ckpt, str) and "://" not in ckpt and not Path(ckpt).expanduser().is_absolute():

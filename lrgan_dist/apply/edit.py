@@ -39,11 +39,16 @@ def store_spec(store: str | Store) -> Any:
     return parse_spec(st.spec, base_dir=st.group.attrs.get("spec_base_dir", "."))
 
 
-def store_generator(store: str | Store, device: str = "cpu") -> Any:
-    """The store's generator, rebuilt from the saved spec."""
+def store_generator(store: str | Store, device: str = "cpu", trust_code: bool = False) -> Any:
+    """The store's generator, rebuilt from the saved spec.
+
+    Built-in kinds load weights only (safe loaders); a kind that runs user code is
+    refused unless ``trust_code`` (the CLI's ``--trust-code``) — reading a store never
+    executes code on its own.
+    """
     from lrgan_dist.apply.build import make_generator
 
-    return make_generator(store_spec(store), device)
+    return make_generator(store_spec(store), device, allow_user_code=trust_code)
 
 
 def _group_path(st: Store, region: str, method: str) -> str:
@@ -88,7 +93,7 @@ def _region_masks(st: Store, region: str, samples: Sequence[int]) -> np.ndarray:
 
 def edit_images(store: str | Store, region: str, method: str, samples: Sequence[int], direction: int,
                 strengths: Sequence[float], source: int | None = None, generator: Any = None,
-                max_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                max_size: int = 256, trust_code: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Render edits: (images u8 [rows, cols, H', W', 3], region masks f32 [rows, h, w]).
 
     Row i edits ``samples[i]`` along direction ``direction`` of ``samples[i]`` itself, or of
@@ -104,7 +109,7 @@ def edit_images(store: str | Store, region: str, method: str, samples: Sequence[
     for i in [*samples, *([source] if source is not None else [])]:
         if not 0 <= i < st.layout.n or status[i] != 1:
             raise StoreError(f"sample {i}: not a done sample of {st.uri}; expected a sample with status done")
-    G = generator if generator is not None else store_generator(st)
+    G = generator if generator is not None else store_generator(st, trust_code=trust_code)
     rows = []
     with torch.no_grad():
         for i in samples:
@@ -124,7 +129,8 @@ def _upsample(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def edit_grid(store_uri: str, region: str, method: str, samples: list[int], direction: int,
-              strengths: list[float], out: str | Path, source: int | None = None) -> Path:
+              strengths: list[float], out: str | Path, source: int | None = None,
+              trust_code: bool = False) -> Path:
     """Write a PNG edit grid: rows = samples, columns = strengths, region outlined.
 
     The direction is the sample's own (``source=None``) or ``source``'s (transfer).
@@ -135,7 +141,8 @@ def edit_grid(store_uri: str, region: str, method: str, samples: list[int], dire
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    images, masks = edit_images(store_uri, region, method, samples, direction, strengths, source)
+    images, masks = edit_images(store_uri, region, method, samples, direction, strengths, source,
+                                trust_code=trust_code)
     R, C, H, W, _ = images.shape
     fig, axes = plt.subplots(R, C, figsize=(1.4 * C + 0.6, 1.4 * R + 0.5), squeeze=False)
     for r in range(R):

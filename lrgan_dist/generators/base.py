@@ -36,6 +36,7 @@ __all__ = [
     "register",
     "build_generator",
     "available",
+    "runs_user_code",
     "assert_shape",
     "latent_rng",
 ]
@@ -59,18 +60,33 @@ class Generator(Protocol):
 
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
+_USER_CODE: set[str] = set()
 
 
-def register(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register a generator factory under ``kind``."""
+def register(kind: str, user_code: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register a generator factory under ``kind``.
+
+    ``user_code=True`` marks a kind whose factory imports and runs code named in its
+    parameters (``kind: module``): such a generator is built only when the user names
+    it explicitly — from their own job spec, never from a spec read out of a store
+    (:func:`runs_user_code`).
+    """
 
     def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
         if kind in _REGISTRY and _REGISTRY[kind] is not factory:
             raise RuntimeError(f"generator kind {kind!r} registered twice")
         _REGISTRY[kind] = factory
+        if user_code:
+            _USER_CODE.add(kind)
         return factory
 
     return deco
+
+
+def runs_user_code(kind: str) -> bool:
+    """True when building a generator of ``kind`` imports and runs code named in its parameters."""
+    _load_builtin()
+    return kind in _USER_CODE
 
 
 def _load_builtin() -> None:
