@@ -126,3 +126,165 @@ def plot_realized_vs_linear(realized: pd.DataFrame) -> Any:
         ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- store views (issue 16)
+# Every figure below: a title, axis labels with units, greyscale-readable colour maps
+# (viridis / gray) and markers/line styles that differ without colour.
+
+_STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "x")
+
+
+def outline(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Boundary pixels [H, W] bool of ``mask`` (grid h×w, values in [0, 1]) at preview size hw
+    (nearest-neighbour upsampling, then the mask minus its 4-neighbour erosion)."""
+    m = np.nan_to_num(np.asarray(mask, dtype=np.float64)) > 0.5
+    H, W = hw
+    ri = (np.arange(H) * m.shape[0] // H).clip(0, m.shape[0] - 1)
+    ci = (np.arange(W) * m.shape[1] // W).clip(0, m.shape[1] - 1)
+    u = m[np.ix_(ri, ci)]
+    p = np.pad(u, 1, constant_values=False)
+    inner = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:] & u
+    return u & ~inner
+
+
+def paint_outline(img: np.ndarray, edge: np.ndarray, colour: tuple[int, int, int] = (255, 0, 255)) -> np.ndarray:
+    out = np.array(img, copy=True)
+    out[edge] = colour
+    return out
+
+
+def heat_rgb(delta_u8: np.ndarray) -> np.ndarray:
+    """uint8 [H, W] → uint8 [H, W, 3] through viridis (monotone luminance: reads in greyscale)."""
+    rgba = plt.get_cmap("viridis")(np.asarray(delta_u8, dtype=np.float64) / 255.0)
+    return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+
+def plot_mosaic(tiles: list[list[np.ndarray]], row_labels: list[str], col_labels: list[str], title: str,
+                tile_inches: float = 0.85, xlabel: str = "", ylabel: str = "") -> Any:
+    """One image built from equal-size uint8 RGB tiles (rows × cols), labelled on the axes.
+
+    One ``imshow`` for the whole grid: cost independent of the number of tiles."""
+    R, C = len(tiles), max(len(r) for r in tiles)
+    h, w = tiles[0][0].shape[:2]
+    gap = max(1, h // 16)
+    canvas = np.full((R * (h + gap) - gap, C * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    for i, row in enumerate(tiles):
+        for j, t in enumerate(row):
+            canvas[i * (h + gap): i * (h + gap) + h, j * (w + gap): j * (w + gap) + w] = t
+    fig, ax = plt.subplots(figsize=(1.6 + tile_inches * C, 0.8 + tile_inches * R))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_xticks([j * (w + gap) + w / 2 for j in range(C)], col_labels, fontsize=7)
+    ax.set_yticks([i * (h + gap) + h / 2 for i in range(R)], row_labels, fontsize=7)
+    ax.tick_params(length=0)
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    if xlabel:
+        ax.set_xlabel(xlabel, fontsize=8)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=8)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    ax.set_title(title, fontsize=9, pad=18)
+    return fig
+
+
+def plot_spectra(panels: list[dict[str, Any]], title: str) -> Any:
+    """Median spectra (10–90 % band) per curve, one panel per entry of ``panels``.
+
+    Each panel: ``{"title", "ylabel", "curves": [(label, [N, m] array)], "cuts": [(label, x)]}``;
+    rank cuts drawn as vertical lines. Log y; non-positive values are left out of the band."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.3), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        for i, (lab, arr) in enumerate(p["curves"]):
+            a = np.asarray(arr, dtype=np.float64)
+            a = np.where(a > 0, a, np.nan)
+            if a.size == 0 or not np.isfinite(a).any():
+                continue
+            x = np.arange(1, a.shape[1] + 1)
+            with np.errstate(all="ignore"):
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    med = np.nanmedian(a, axis=0)
+                    lo, hi = np.nanpercentile(a, 10, axis=0), np.nanpercentile(a, 90, axis=0)
+            line, = ax.plot(x, med, _STYLES[i % 4], marker=_MARKERS[i % 6], ms=2.5, lw=1.1, label=lab)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
+        for j, (lab, cx) in enumerate(p.get("cuts", [])):
+            if cx is not None and np.isfinite(cx):
+                ax.axvline(cx + 0.5, color="k", ls=_STYLES[(j + 1) % 4], lw=0.9, label=lab)
+        ax.set_yscale("log")
+        ax.set_xlabel("component index (1 = largest)")
+        ax.set_ylabel(p["ylabel"])
+        ax.set_title(p["title"], fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_histograms(panels: list[dict[str, Any]], title: str) -> Any:
+    """Integer histograms: each panel ``{"title", "xlabel", "series": [(label, values)]}``,
+    series side by side (hatched, so they differ in greyscale)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.0), squeeze=False)
+    hatches = ("", "//", "..", "xx", "\\\\")
+    for ax, p in zip(axes[0], panels):
+        series = [(lab, np.asarray(v, dtype=np.float64)) for lab, v in p["series"]]
+        series = [(lab, v[np.isfinite(v)]) for lab, v in series]
+        allv = np.concatenate([v for _, v in series]) if series else np.zeros(0)
+        if allv.size:
+            lo, hi = int(allv.min()), int(allv.max())
+            bins = np.arange(lo, hi + 2) - 0.5
+            width = 0.8 / max(1, len(series))
+            for i, (lab, v) in enumerate(series):
+                cnt, _ = np.histogram(v, bins=bins)
+                ax.bar(np.arange(lo, hi + 1) - 0.4 + width * (i + 0.5), cnt, width=width, label=lab,
+                       hatch=hatches[i % len(hatches)], edgecolor="k", lw=0.4)
+            if len(series) > 1:
+                ax.legend(fontsize=6)
+        ax.set_xlabel(p["xlabel"])
+        ax.set_ylabel("samples (count)")
+        ax.set_title(p["title"], fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_realized_vs_linear_faceted(realized: pd.DataFrame, max_panels: int = 12) -> tuple[Any, int]:
+    """Realized against linearized locality at the smallest |α|, one panel per (region,
+    method, scored_on) group. Returns (figure, rows dropped for a NaN locality)."""
+    r = realized[realized["carrying"] & ~realized["self_pair"] & ~realized["inert"]]
+    if r.empty:
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.set_title("realized vs linearized locality: no rows", fontsize=9)
+        return fig, 0
+    a0 = r["strength"].iloc[int(np.argmin(np.abs(r["strength"].to_numpy(dtype=float))))]
+    r = r[r["strength"] == a0]
+    bad = ~(np.isfinite(r["locality"].to_numpy(dtype=float)) & np.isfinite(r["linear_locality"].to_numpy(dtype=float)))
+    dropped = int(bad.sum())
+    r = r[~bad]
+    keys = sorted(r.groupby(["region", "method", "scored_on"], observed=True).size().index.tolist())[:max_panels]
+    n = max(1, len(keys))
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 2.7 * rows), squeeze=False, sharex=True, sharey=True)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys):
+        g = r[(r["region"] == key[0]) & (r["method"] == key[1]) & (r["scored_on"] == key[2])]
+        ax.plot(g["linear_locality"], g["locality"], ".", ms=3, alpha=0.6, color="k")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set_title(f"{key[1]} · {key[0]}" + (f"→{key[2]}" if key[2] != key[0] else "") + f" (n={len(g)})",
+                     fontsize=7)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes[-1]:
+        ax.set_xlabel("linearized locality (1)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("realized locality (1)")
+    fig.suptitle(f"Realized vs linearized locality at α = {float(a0):g} (carrying directions, cross pairs)", fontsize=9)
+    fig.tight_layout()
+    return fig, dropped

@@ -16,8 +16,10 @@
     figures/*.png
 
 and returns ``{"paths": {name: path}, "headline": {...}}`` (JSON-able). Cost: one pass
-over the transfer arrays, a few small summaries, one generator build for the edit
-grids (skipped with a note when the generator cannot be rebuilt on this machine).
+over the transfer arrays, a few small summaries and the store sections of
+:mod:`lrgan_dist.analysis.sections` (their cost model). The report never rebuilds the
+generator (a store's spec may name user code): edit grids come from the frames the
+previews stage stored.
 """
 from __future__ import annotations
 
@@ -47,17 +49,17 @@ from lrgan_dist.analysis.plots import (
     fig_to_png,
     plot_lambda_sweep,
     plot_locality_distributions,
-    plot_realized_vs_linear,
+    plot_realized_vs_linear_faceted,
     plot_similarity_matrix,
     plot_transfer_heatmap,
 )
+from lrgan_dist.analysis import sections
 from lrgan_dist.analysis.summaries import box_vs_mask, lambda_sweep, matched_comparison, realized_agreement, summarize_transfer
 
 __all__ = ["write_report", "markdown_table"]
 
 MAX_HEATMAPS = 6
 MAX_SIMILARITY = 6
-EDIT_STRENGTHS = (-3.0, -1.5, 0.0, 1.5, 3.0)
 
 _COLUMN_DOC = {
     "source": "sample the direction was found on", "target": "sample it is applied to",
@@ -96,11 +98,20 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html_table(df: pd.DataFrame) -> str:
+def _html_table(df: pd.DataFrame, table_id: str | None = None) -> str:
+    """An HTML table in a horizontal scroll container: text columns left-aligned, numbers
+    right-aligned (class ``num``), NaN as "–", floats to 4 significant digits."""
     if df is None or df.empty:
         return "<p><em>(no rows)</em></p>"
-    return df.to_html(index=False, border=0, classes="tbl", na_rep="–",
-                      float_format=lambda v: f"{v:.4g}", escape=True)
+    num = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns]
+    head = "".join(f'<th class="{"num" if n else "txt"}">{html.escape(str(c))}</th>' for c, n in zip(df.columns, num))
+    body = []
+    for row in df.itertuples(index=False):
+        cells = "".join(f'<td class="{"num" if n else "txt"}">{html.escape(_fmt(v))}</td>' for v, n in zip(row, num))
+        body.append(f"<tr>{cells}</tr>")
+    ident = f' id="{html.escape(table_id)}"' if table_id else ""
+    return (f'<div class="tblwrap"{ident}><table class="tbl"><thead><tr>{head}</tr></thead><tbody>'
+            + "".join(body) + "</tbody></table></div>")
 
 
 class _Doc:
@@ -120,9 +131,9 @@ class _Doc:
         self.md.append(text + "\n")
         self.html.append(f"<p>{html.escape(text)}</p>")
 
-    def table(self, df: pd.DataFrame) -> None:
+    def table(self, df: pd.DataFrame, table_id: str | None = None) -> None:
         self.md.append(markdown_table(df))
-        self.html.append(_html_table(df))
+        self.html.append(_html_table(df, table_id))
 
     def figure(self, name: str, png: bytes, caption: str) -> None:
         path = self.fig_dir / f"{name}.png"
@@ -136,8 +147,11 @@ class _Doc:
     def render_html(self, title: str) -> str:
         style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
                  "table.tbl{border-collapse:collapse;font-size:12px;margin:0.5em 0}"
-                 "table.tbl td,table.tbl th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-                 "figure{margin:1em 0}img{max-width:100%}figcaption{font-size:12px;color:#555}")
+                 "table.tbl td,table.tbl th{border:1px solid #ccc;padding:2px 6px;vertical-align:top}"
+                 "table.tbl .num{text-align:right;white-space:nowrap}table.tbl .txt{text-align:left}"
+                 "table.tbl th{background:#f3f3f3;position:sticky;top:0}"
+                 ".tblwrap{max-width:100%;overflow-x:auto;margin:0.5em 0}"
+                 "figure{margin:1em 0}img{max-width:100%}figcaption{font-size:12px;color:#333}")
         return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>{html.escape(title)}</title>"
                 f"<style>{style}</style></head><body>\n" + "\n".join(self.html) + "\n</body></html>\n")
 
@@ -227,12 +241,13 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
           "are masked per-pixel MSEs of the pooled images G(x_j ± αv) − G(x_j) divided by α², averaged over ±, "
           "so that they tend to the linearized ones as α → 0 (small α keeps the edit in the linear regime).")
 
+    sections.add_gallery(st, doc)
     doc.h(2, "Self vs cross-image locality (method × region)")
     doc.p("Means over carrying directions that are not inert at the target (inert: first-order energy below "
           "1e-5 of the target's mean energy per direction — the direction changes ~nothing there); cross excludes "
           "self pairs; gap = self − cross; realized at the smallest α. Every locality is printed beside its random "
           "baseline (self_/cross_baseline) and the median edit strength (self_/cross_strength).")
-    doc.table(summary)
+    doc.table(summary, table_id="summary")
     if not matched.empty:
         doc.h(2, "LowRankGAN vs the same number of top directions of other methods")
         doc.p("For each source, m = number of LowRankGAN carrying directions; other methods contribute their best m "
@@ -241,10 +256,14 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
     if not agreement.empty:
         doc.h(2, "Linearized vs realized locality")
         doc.table(agreement)
-        doc.figure("realized_vs_linear", fig_to_png(plot_realized_vs_linear(realized)),
-                   "Realized against linearized locality (carrying directions, cross pairs)")
+        fig, dropped = plot_realized_vs_linear_faceted(realized)
+        doc.figure("realized_vs_linear", fig_to_png(fig),
+                   "Realized (y) against linearized (x) locality at the smallest α, one panel per (method, region → "
+                   "scoring region), carrying directions on cross pairs; points on the dotted diagonal mean the "
+                   f"first-order prediction holds. {dropped} rows with a NaN locality are not drawn.")
+    n_lam = int(sweep.groupby("region")["lam"].nunique().max()) if not sweep.empty and "lam" in sweep else 0
     if not sweep.empty:
-        doc.h(2, "λ sweep (LowRankGAN)")
+        doc.h(2, "λ sweep (LowRankGAN)" if n_lam > 1 else "LowRankGAN groups (one λ)")
         doc.p("Each result group's parameters are read from its zarr attributes (method, params, param_hash); "
               "λ = null resolves to 1/√d. Every λ is listed, also one that gave no direction: empty_share is the "
               "share of samples with no local direction; degenerate flags groups where rank(L_B) = 0 on some "
@@ -252,7 +271,13 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
               "(jacobian_svd), not a local method. Choose λ by held-out (cross-image) locality above the baseline "
               "at a usable strength.")
         doc.table(sweep)
-        doc.figure("lambda_sweep", fig_to_png(plot_lambda_sweep(sweep)), "Rank and cross-image locality against λ")
+        if n_lam > 1:
+            doc.figure("lambda_sweep", fig_to_png(plot_lambda_sweep(sweep)),
+                       "Mean rank of L_R (left) and cross-image locality (right) against λ (log axis), one line per "
+                       "region; read off the λ where locality is high without the rank collapsing.")
+        else:
+            doc.p("Only one λ per region in this store: no sweep figure (add LowRankGAN entries with other lam "
+                  "values to the job's methods to sweep).")
     if not bvm.empty:
         doc.h(2, "Loose box vs ground-truth mask")
         doc.p("similarity: per-sample Σcos²θ / max rank between the carrying subspaces found with the box and with "
@@ -260,12 +285,18 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
         doc.table(bvm)
     if not df.empty:
         doc.h(2, "Distributions and heatmaps")
+        c = df[df["carrying"] & ~df["inert"]]
+        n_nan = int((~np.isfinite(c["locality"].to_numpy(dtype=float))).sum())
         doc.figure("locality_distributions", fig_to_png(plot_locality_distributions(df)),
-                   "Cross-image locality of carrying directions (box: 5–95 %), self-pair means as stars")
+                   "Cross-image locality (share of the first-order change inside the region, 0–1) of carrying "
+                   "directions per method and region: box 25–75 % with whiskers at 5–95 %, dots the pairs, stars the "
+                   f"self-pair means; higher is more local. {n_nan} rows with a NaN locality are not drawn.")
         keys = _ordered(st, summary[["region", "method", "scored_on", "method_name"]].astype(str).drop_duplicates())
         for i, (region, method, scored) in enumerate(keys[:MAX_HEATMAPS]):
             doc.figure(f"heatmap_{i}", fig_to_png(plot_transfer_heatmap(df, region, method, scored)),
-                       f"Transfer heatmap {region}/{method} scored on {scored}")
+                       f"Transfer heatmap {region}/{method} scored on {scored}: mean locality (viridis, 0–1, bright = "
+                       "local) of a source's carrying directions (rows) at each target (columns); blank cells: no "
+                       "carrying, non-inert direction there.")
     shown = 0
     for region, method, _ in st.direction_groups():
         if shown >= MAX_SIMILARITY:
@@ -276,12 +307,20 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
             continue
         if shown == 0:
             doc.h(2, "Subspace similarity between samples")
+        ranks = np.asarray(sim.get("rank", []))
+        empty = [int(sim["similarity"].index[i]) for i in np.flatnonzero(ranks == 0)] if ranks.size else []
+        blanks = (f" Blank rows/columns: samples {empty} have no carrying direction (empty subspace), so no angle is "
+                  "defined." if empty else " No blanks: every sample has a carrying direction.")
         doc.figure(f"similarity_{shown}", fig_to_png(plot_similarity_matrix(sim, f"{region} / {method}")),
-                   f"Carrying-subspace similarity {region}/{method} (average-linkage order)")
+                   f"Carrying-subspace similarity {region}/{method}: Σcos²θ / max rank between two samples' "
+                   f"subspaces (1 = same, 0 = orthogonal), samples in average-linkage order.{blanks}")
         shown += 1
-    edit_note = _edit_figures(st, doc, df)
-    if edit_note:
-        doc.p(edit_note)
+    sections.add_edit_grids(st, doc)
+    sections.add_spectra(st, doc)
+    sections.add_rank_histograms(st, doc)
+    sections.add_rpca_convergence(st, doc)
+    sections.add_method_similarity(st, doc)
+    sections.add_population(st, doc)
     doc.h(2, "Table columns (transfer.parquet)")
     doc.table(pd.DataFrame({"column": list(TRANSFER_COLUMNS), "dtype": list(TRANSFER_COLUMNS.values()),
                             "meaning": [_COLUMN_DOC.get(c, "") for c in TRANSFER_COLUMNS]}))
@@ -312,50 +351,3 @@ def _ordered(st: Any, keys: pd.DataFrame) -> list[tuple[str, str, str]]:
                              rank.get(r["method_name"], 2), r["method"], r["scored_on"] != r["region"],
                              r["scored_on"]))
     return [(r["region"], r["method"], r["scored_on"]) for r in rows]
-
-
-def _spread_targets(st: Any, region: str, src: int, cand: list[int], n: int) -> list[int]:
-    """With per-sample masks: the n candidates whose region centre is farthest from the source's."""
-    if region not in st.layout.per_sample_masks or len(cand) <= n:
-        return cand[:n]
-    arr = st.group[f"regions/{region}/mask"]
-    idx = np.asarray([src, *cand], dtype=np.int64)
-    m = np.asarray(arr.oindex[idx], dtype=np.float64)  # [1 + c, h, w]
-    yy, xx = np.mgrid[: m.shape[1], : m.shape[2]]
-    area = np.maximum(m.sum(axis=(1, 2)), 1e-12)
-    cy, cx = (m * yy).sum(axis=(1, 2)) / area, (m * xx).sum(axis=(1, 2)) / area
-    dist = np.hypot(cy[1:] - cy[0], cx[1:] - cx[0])
-    pick = np.argsort(-dist, kind="stable")[:n]
-    return [cand[i] for i in sorted(pick)]
-
-
-def _edit_figures(st: Any, doc: _Doc, df: pd.DataFrame) -> str:
-    """Transfer edit grids: the first source's best carrying direction applied to a few targets."""
-    if df.empty:
-        return ""
-    try:
-        from lrgan_dist.apply.edit import edit_grid
-    except Exception as exc:  # noqa: BLE001
-        return f"(edit grids skipped: {exc})"
-    c = df[df["carrying"] & (df["region"] == df["scored_on"])]
-    if c.empty:
-        return ""
-    made = 0
-    doc.h(2, "Edit grids (direction of one source applied to other samples)")
-    keys = _ordered(st, c[["region", "method", "scored_on", "method_name"]].astype(str).drop_duplicates())
-    plain = [k for k in keys if k[1] in ("lowrankgan", "jacobian_svd")]  # default labels, when present
-    for region, method, _ in (plain or keys)[:4]:
-        g = c[(c["region"] == region) & (c["method"] == method)]
-        src = int(g["source"].min())
-        k = int(g[g["source"] == src]["direction"].min())
-        cand = [int(t) for t in sorted(g.loc[g["source"] == src, "target"].unique()) if t != src][:64]
-        targets = [src, *_spread_targets(st, str(region), src, cand, 3)]
-        path = doc.fig_dir / f"edit_{made}.png"
-        try:
-            edit_grid(st.uri, str(region), str(method), targets, k, list(EDIT_STRENGTHS), path, source=src)
-        except Exception as exc:  # noqa: BLE001 - a missing checkpoint must not sink the report
-            return f"(edit grids skipped: {type(exc).__name__}: {exc})"
-        doc.figure(f"edit_{made}", path.read_bytes(),
-                   f"{region}/{method}: direction {k} of sample {src} applied to samples {targets}; region outlined")
-        made += 1
-    return ""

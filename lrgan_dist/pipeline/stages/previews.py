@@ -25,7 +25,7 @@ step would, and methods differ only in *where* the change goes. α is clamped at
 ``jnorm·alpha`` < target flags a clamp).
 
 Per (sample, direction) the stage also stores scores from the Grams (``energy_in`` =
-vᵀM_R v, ``energy_out`` = vᵀM_B v, ``locality``), the |ΔG| map of the largest strength
+vᵀM_R v, ``energy_out`` = vᵀM_B v, ``locality`` = the share ΣR·vᵀM_R v / ‖J v‖² of the first-order change inside R), the |ΔG| map of the largest strength
 (per-pixel ‖G(x+αv) − G(x)‖ over channels, area-pooled to the preview size, uint8
 scaled so that 255 = ``delta_scale``) and ``delta_share``, the share of the rendered
 squared change that falls inside R on the analysis grid.
@@ -202,7 +202,7 @@ class PreviewWorker:
             e_in = np.einsum("skd,sde,ske->sk", Vz, gi, Vz)
             e_out = np.einsum("skd,sde,ske->sk", Vz, go, Vz)
             jn = np.sqrt(np.maximum(a_in[:, None] * e_in + a_out[:, None] * e_out, 0.0))
-            loc = e_in / (e_in + e_out)
+            loc = a_in[:, None] * e_in / (a_in[:, None] * e_in + a_out[:, None] * e_out)  # share inside R
             rnd = np.sqrt(np.maximum(np.trace(a_in[:, None, None] * gi + a_out[:, None, None] * go,
                                               axis1=1, axis2=2) / L.d, 0.0))
             cap = MAX_ALPHA_RATIO * pl.target / np.where(rnd > 0, rnd, np.inf)
