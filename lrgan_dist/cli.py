@@ -187,6 +187,27 @@ def report(
             typer.echo(f"  {name:<22} {path}")
 
 
+@app.command()
+def explore(
+    store: str = typer.Argument(..., help="Store URI."),
+    out: Path = typer.Option(..., "--out", help="Output directory for index.html and frames/ (PNG)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the page path, frame count and size as JSON."),
+) -> None:
+    """Write a static explorer of directions (open DIR/index.html; no server, no network)."""
+    from lrgan_dist.analysis.explorer import write_explorer
+    from lrgan_dist.store.zarrstore import Store
+
+    def go() -> dict[str, Any]:
+        Store.open(store)  # clear error for a missing or foreign store
+        return write_explorer(store, out)
+
+    res = _run(go)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2, default=str))
+    else:
+        typer.echo(f"explorer: {res['index']} ({res['frames']} frames, {res['bytes'] / 1e6:.1f} MB)")
+
+
 def _floats(text: str, flag: str) -> list[float]:
     from lrgan_dist.spec import SpecError
 
