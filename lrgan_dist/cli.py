@@ -261,10 +261,14 @@ def render(
     job: Path = typer.Argument(..., help="Job spec YAML."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Sample indices, e.g. 0-7."),
     latents: Optional[Path] = typer.Option(None, "--latents", help="Latents .npy [n, d]."),
-    space: Optional[str] = typer.Option(None, "--space", help="Space of --latents: z | w."),
-    out: Path = typer.Option(..., "--out", help="Output .npz (images f32 NCHW in the generator's range)."),
+    space: Optional[str] = typer.Option(None, "--space", help="Space of --latents: z | w | wplus."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output .npz (images f32 NCHW in the generator's range)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also (or only) write one 8-bit PNG per image into this directory."),
 ) -> None:
-    """Render images of a job's generator to an .npz file."""
+    """Render images of a job's generator to an .npz file and/or PNGs.
+
+    Without --seeds/--latents: the job's samples (its own samples.latents or samples.seeds when given).
+    """
     import numpy as np
 
     from lrgan_dist.apply.render import parse_seeds, render as do_render
@@ -282,7 +286,11 @@ def render(
                 lat = np.load(latents, allow_pickle=False)
             except ValueError as exc:
                 raise SpecError("--latents", f"{latents}: {exc}; expected a numeric .npy array [n, d]") from None
-        return do_render(spec, seeds=parse_seeds(seeds) if seeds is not None else None, latents=lat, space=space, out=out)
+        if out is None and png is None:
+            raise SpecError("--out", "received neither --out nor --png; expected an output .npz file, a PNG "
+                            "directory, or both")
+        return do_render(spec, seeds=parse_seeds(seeds) if seeds is not None else None, latents=lat, space=space,
+                         out=out, png_dir=png)
 
     res = _run(go)
     typer.echo(json.dumps(res, default=str))

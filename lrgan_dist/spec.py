@@ -10,7 +10,8 @@ Sections (see README "Job spec reference" for every key and default)::
     name:      free text
     generator: {kind, params}                    registry key + adapter parameters
     latent:    {space, layers, truncation}       forwarded to adapters that take them
-    samples:   {count, seed}                     latent i is drawn from (seed, i) alone
+    samples:   {count, seed | latents, space | seeds}   latent i from (seed, i), row i of a
+                                                 .npy file, or NVIDIA seed i (see SamplesSpec)
     grid:      {resolution, channels}            analysis grid h = w = resolution
     regions:   {NAME: {box | mask | preset | part, units, labels}}
     methods:   {LABEL: {method, ...params}}      LABEL defaults to the method name
@@ -32,6 +33,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -88,8 +90,22 @@ class LatentSpec:
 
 @dataclass(frozen=True)
 class SamplesSpec:
+    """Which latents are analysed: drawn from ``(seed, i)`` (default), a file, or NVIDIA seeds.
+
+    ``latents`` -- a ``.npy`` file [N, d] of the user's own latents in ``space`` (``z``, ``w``
+    or ``wplus``; default: the generator's analysed space); ``count`` comes from the file.
+    ``seeds`` -- NVIDIA's convention: ``z = np.random.RandomState(seed).randn(z_dim)`` per
+    seed (mapped to the analysed space like any z); ``count`` = ``len(seeds)``. The file is
+    identified by content: ``latents_sha256`` is computed when the spec is read (stored
+    specs carry it so that a store read elsewhere keeps its fingerprint without the file).
+    """
+
     count: int = 64
     seed: int = 0
+    latents: str | None = None  # absolute path once parsed
+    space: Literal["z", "w", "wplus"] | None = None
+    seeds: tuple[int, ...] | None = None
+    latents_sha256: str | None = None  # set by the parser; never by hand
 
 
 @dataclass(frozen=True)
@@ -174,11 +190,13 @@ class JobSpec:
         d["regions"] = {r.pop("name"): {k: v for k, v in r.items() if v is not None} for r in d["regions"]}
         d["methods"] = {m["label"]: {"method": m["method"], **m["params"]} for m in d["methods"]}
         d.pop("base_dir")
+        d["samples"] = {k: v for k, v in d["samples"].items() if v is not None}  # old specs read the same
         return d
 
     def data_fingerprint(self) -> str:
         d = self.to_dict()
         keep = {k: d[k] for k in ("generator", "latent", "samples", "grid", "regions")}
+        keep["samples"].pop("latents", None)  # a latent file is identified by content (latents_sha256)
         keep["store"] = {"chunk_samples": d["store"]["chunk_samples"]}
         keep["compute"] = {k: d["compute"][k] for k in ("keep_jacobians", "gram_dtype")}
         # Region mask files are identified by content, not by path.
@@ -217,6 +235,12 @@ class JobSpec:
         if samples is not None:
             if samples < 1:
                 raise SpecError("--samples", f"received {samples}; expected an integer >= 1")
+            own = spec.samples.latents is not None or spec.samples.seeds is not None
+            if own and samples > spec.samples.count:
+                raise SpecError("--samples", f"received {samples} but samples.{'latents' if spec.samples.latents else 'seeds'} "
+                                f"gives {spec.samples.count}; expected at most {spec.samples.count} (the first N are used)")
+            if spec.samples.seeds is not None:
+                spec = spec.replace(samples=dataclasses.replace(spec.samples, seeds=spec.samples.seeds[:samples]))
             spec = spec.replace(samples=dataclasses.replace(spec.samples, count=samples))
         if actors is not None:
             if actors < 1:
@@ -279,9 +303,8 @@ def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:
     generator = GeneratorSpec(kind=kind, params=_freeze(dict(params)))
 
     latent = _parse_dataclass(LatentSpec, _section(raw, "latent"), "latent")
-    samples = _parse_dataclass(SamplesSpec, _section(raw, "samples"), "samples")
-    _require(samples.count >= 1, "samples.count", samples.count, "an integer >= 1")
-    _require(samples.seed >= 0, "samples.seed", samples.seed, "an integer >= 0")
+    samples = _parse_samples(_section(raw, "samples"), base_dir)
+    _check_checkpoint_not_url(generator.params)
     grid = _parse_dataclass(GridSpec, _section(raw, "grid"), "grid")
     if grid.resolution is not None:
         _require(grid.resolution >= 1, "grid.resolution", grid.resolution, "an integer >= 1 (or null for min(H, 256))")
@@ -398,6 +421,97 @@ def _check_consistency(spec: JobSpec) -> None:
             f"received {spec.compute.batch_size} but store.chunk_samples is {spec.store.chunk_samples}; "
             "expected batch_size <= chunk_samples (a work unit is one chunk)",
         )
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_FETCH_HINT = {
+    "hf": "huggingface-cli download REPO FILE --local-dir checkpoints/ (or hf_hub_download in Python)",
+    "http": "curl -L -o checkpoints/model.pkl 'URL' (or wget)",
+    "https": "curl -L -o checkpoints/model.pkl 'URL' (or wget)",
+    "s3": "aws s3 cp 'URL' checkpoints/",
+    "gs": "gsutil cp 'URL' checkpoints/",
+}
+
+
+def _check_checkpoint_not_url(params: Mapping[str, Any]) -> None:
+    """Checkpoints are local files: a URL is refused with how to fetch it (never a silent download)."""
+    for key in ("checkpoint", "weights"):
+        val = params.get(key)
+        if isinstance(val, str) and _URL.match(val):
+            scheme = val.split("://", 1)[0].lower()
+            how = _FETCH_HINT.get(scheme, "download it with the tool of its host")
+            raise SpecError(f"generator.params.{key}", f"received the URL {val!r}; lrgan-dist never downloads "
+                            f"checkpoints. Expected a local file path (on a cluster: one every node can read): "
+                            f"fetch it first, e.g. {how}, then set {key}: checkpoints/<file>")
+
+
+def _parse_samples(raw: Mapping[str, Any], base_dir: str) -> SamplesSpec:
+    """``samples``: count/seed, or the user's own latents (``latents`` file or NVIDIA ``seeds``)."""
+    s = _parse_dataclass(SamplesSpec, raw, "samples")
+    _require(s.count >= 1, "samples.count", s.count, "an integer >= 1")
+    _require(s.seed >= 0, "samples.seed", s.seed, "an integer >= 0")
+    if s.latents is not None and s.seeds is not None:
+        raise SpecError("samples", "received both latents and seeds; expected one of them")
+    if s.space is not None and s.latents is None and s.seeds is None:
+        raise SpecError("samples.space", f"received {s.space!r} without samples.latents; expected space only "
+                        "with a latent file (it names the file's space)")
+    if s.latents_sha256 is not None and s.latents is None:
+        raise SpecError("samples.latents_sha256", "received without samples.latents; it is written by lrgan-dist "
+                        "into stored specs, expected it not to be set by hand")
+    if s.seeds is not None:
+        if s.space not in (None, "z"):
+            raise SpecError("samples.space", f"received {s.space!r} with seeds; seeds give z latents "
+                            "(NVIDIA: np.random.RandomState(seed).randn(z_dim)), expected no space or 'z'")
+        bad = [v for v in s.seeds if not 0 <= v < 2**32]
+        if bad or not s.seeds:
+            raise SpecError("samples.seeds", f"received {list(s.seeds)[:8] if s.seeds else []}; expected a "
+                            "non-empty list of integers in [0, 2**32)")
+        if "count" in raw and s.count != len(s.seeds):
+            raise SpecError("samples.count", f"received {s.count} with {len(s.seeds)} seeds; expected no count "
+                            "(it is the number of seeds)")
+        return dataclasses.replace(s, count=len(s.seeds), space="z")
+    if s.latents is None:
+        return s
+    if not s.latents:
+        raise SpecError("samples.latents", "received an empty path; expected a .npy file of latents [N, d]")
+    if _URL.match(s.latents):
+        raise SpecError("samples.latents", f"received the URL {s.latents!r}; expected a local .npy file "
+                        "(download it first)")
+    path = Path(s.latents).expanduser()
+    path = path if path.is_absolute() else Path(base_dir) / path
+    path = Path(os.path.abspath(path))
+    if not path.is_file():
+        if s.latents_sha256 is not None:  # a spec read from a store: the store holds the latents
+            return dataclasses.replace(s, latents=str(path))
+        raise SpecError("samples.latents", f"file {str(path)!r} does not exist; expected a .npy file of "
+                        "latents [N, d] (np.save)")
+    shape, dtype = npy_header(path, "samples.latents")
+    if len(shape) != 2 or shape[0] < 1 or dtype.kind != "f":
+        raise SpecError("samples.latents", f"{str(path)!r} holds {dtype} {list(shape)}; expected float "
+                        "latents [N, d] (one row per sample)")
+    if "count" in raw and s.count != shape[0]:
+        raise SpecError("samples.count", f"received {s.count} but samples.latents holds {shape[0]} rows; "
+                        "expected no count (it comes from the file)")
+    return dataclasses.replace(s, latents=str(path), count=int(shape[0]), latents_sha256=file_sha256(path))
+
+
+def npy_header(path: Path, field_name: str) -> tuple[tuple[int, ...], Any]:
+    """(shape, dtype) of a ``.npy`` file from its header alone; SpecError if it is not one."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    except (ValueError, OSError) as exc:
+        raise SpecError(field_name, f"{str(path)!r} is not a .npy file ({exc}); expected np.save of a float "
+                        "array [N, d]") from None
+    if dtype.hasobject:
+        raise SpecError(field_name, f"{str(path)!r} holds Python objects (pickle); expected a float array [N, d]")
+    return tuple(int(v) for v in shape), dtype
 
 
 def _parse_region(name: str, raw: Any) -> RegionSpec:

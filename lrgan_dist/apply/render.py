@@ -13,6 +13,10 @@ Two sources of latents:
   :class:`~lrgan_dist.generators.base.GeneratorError`.  Each row is its own anchor (the
   sample's own latent; for BigGAN it decides the class).
 
+A job whose ``samples`` name the user's own latents (``samples.latents`` / NVIDIA
+``samples.seeds``, :mod:`lrgan_dist.apply.latents`) renders index i as row i / seed i.
+``png_dir`` (``--png DIR``) also writes one 8-bit PNG per image (:func:`write_pngs`).
+
 Output ``.npz`` (``np.load(path)`` needs no pickle)::
 
     images        f32 [n, C, H, W]   generator output in its own range (image_range)
@@ -40,7 +44,7 @@ import torch
 
 from lrgan_dist.spec import GeneratorSpec, JobSpec, SpecError
 
-__all__ = ["render", "parse_seeds", "load_latents", "render_images"]
+__all__ = ["render", "parse_seeds", "load_latents", "render_images", "write_pngs"]
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 SPACES = ("z", "w", "wplus")
@@ -102,6 +106,29 @@ def _spec_space(spec: JobSpec) -> str | None:
     return spec.latent.space or spec.generator.params.get("space")
 
 
+def write_pngs(images: torch.Tensor, image_range: tuple[float, float], out_dir: str | os.PathLike,
+               seeds: np.ndarray | None = None) -> list[str]:
+    """One 8-bit PNG per image in ``out_dir``: ``sample_{i:06d}.png`` (``row_{r:06d}.png`` for rows of a
+    latent file). Values are mapped from ``image_range`` to [0, 255] (clamped); 1-channel images are grey."""
+    from PIL import Image
+
+    d = Path(out_dir).expanduser()
+    d.mkdir(parents=True, exist_ok=True)
+    lo, hi = image_range
+    arr = ((images.float() - lo) / (hi - lo) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    arr_np = arr.permute(0, 2, 3, 1).numpy()
+    paths = []
+    for r in range(arr_np.shape[0]):
+        i = int(seeds[r]) if seeds is not None and int(seeds[r]) >= 0 else None
+        p = d / (f"sample_{i:06d}.png" if i is not None else f"row_{r:06d}.png")
+        img = arr_np[r, :, :, 0] if arr_np.shape[-1] == 1 else arr_np[r, :, :, :3]
+        tmp = p.with_name(p.name + ".tmp")
+        Image.fromarray(img).save(tmp, format="PNG")
+        os.replace(tmp, p)
+        paths.append(str(p))
+    return paths
+
+
 def render_images(generator: Any, x: torch.Tensor, batch_size: int = 8, device: Any = "cpu") -> torch.Tensor:
     """f32 [n, C, H, W]: ``generator.forward(x, anchor=x)`` in batches, no autograd, on CPU."""
     outs = []
@@ -114,8 +141,8 @@ def render_images(generator: Any, x: torch.Tensor, batch_size: int = 8, device: 
 
 
 def render(spec: JobSpec, seeds: Sequence[int] | range | None = None, latents: np.ndarray | None = None,
-           space: str | None = None, out: str | os.PathLike = "render.npz", batch_size: int | None = None,
-           device: str | None = None) -> dict[str, Any]:
+           space: str | None = None, out: str | os.PathLike | None = "render.npz", batch_size: int | None = None,
+           device: str | None = None, png_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Render sample indices ``seeds`` or rows of ``latents`` (in ``space``) to ``out`` (.npz).
 
     Exactly one of ``seeds`` / ``latents``; ``seeds=None`` and ``latents=None`` renders the
@@ -162,25 +189,36 @@ def render(spec: JobSpec, seeds: Sequence[int] | range | None = None, latents: n
         idx = np.asarray(list(seeds), dtype=np.int64)
         if idx.size == 0 or (idx < 0).any():
             raise SpecError("--seeds", f"received {list(idx)[:8]}; expected one or more non-negative sample indices")
-        x = gen.sample_latents(spec.samples.seed, idx.tolist()).to(torch.float32).cpu()
+        from lrgan_dist.apply.latents import check_job_latents, job_latents
+
+        check_job_latents(spec, gen)
+        if spec.samples.latents is not None or spec.samples.seeds is not None:
+            bad = idx[idx >= spec.samples.count]
+            if bad.size:
+                raise SpecError("--seeds", f"received sample indices {bad[:8].tolist()}; the job's own latents "
+                                f"hold {spec.samples.count}, expected indices in [0, {spec.samples.count})")
+        x = job_latents(spec, gen, idx.tolist()).to(torch.float32).cpu()
     bs = batch_size or spec.compute.batch_size or 8
     images = render_images(gen, x, bs, dev)
     if tuple(images.shape[1:]) != tuple(int(s) for s in gen.image_shape):
         raise GeneratorError(f"render: generator output {list(images.shape[1:])} does not match its image_shape "
                              f"{list(gen.image_shape)}")
 
-    out_path = Path(out).expanduser()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     used_space = space or _spec_space(spec) or ""
     lo, hi = (float(v) for v in gen.image_range)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    with open(tmp, "wb") as f:  # a file handle: np.savez would append ".npz" to a bare name
-        np.savez(f, images=images.numpy().astype(np.float32), latents=x.numpy().astype(np.float32), seeds=idx,
-                 samples_seed=np.int64(spec.samples.seed), space=np.str_(used_space),
-                 image_range=np.asarray([lo, hi], dtype=np.float32))
-    os.replace(tmp, out_path)
+    out_path = None if out is None else Path(out).expanduser()
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(out_path.name + ".tmp")
+        with open(tmp, "wb") as f:  # a file handle: np.savez would append ".npz" to a bare name
+            np.savez(f, images=images.numpy().astype(np.float32), latents=x.numpy().astype(np.float32), seeds=idx,
+                     samples_seed=np.int64(spec.samples.seed), space=np.str_(used_space),
+                     image_range=np.asarray([lo, hi], dtype=np.float32))
+        os.replace(tmp, out_path)
+    pngs = write_pngs(images, (lo, hi), png_dir, idx) if png_dir is not None else None
     return {
-        "out": str(out_path),
+        "out": None if out_path is None else str(out_path),
+        "png": pngs,
         "n": int(x.shape[0]),
         "seeds": idx.tolist() if latents is None else None,
         "samples_seed": int(spec.samples.seed),

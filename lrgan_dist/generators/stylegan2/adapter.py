@@ -246,12 +246,19 @@ class StyleGAN2Generator(nn.Module):
         idx = [int(i) for i in np.asarray(indices).reshape(-1)]
         z = np.stack([latent_rng(seed, i).standard_normal(self.z_dim) for i in idx]) if idx \
             else np.zeros((0, self.z_dim))
-        zt = torch.from_numpy(z)
+        return self.latents_from_z(z)
+
+    def latents_from_z(self, z: np.ndarray | Tensor) -> Tensor:
+        """z [n, z_dim] → the analysed latent [n, d] float32 on CPU (identity in space z; else the
+        truncated w = mapping(z), one row at a time so that a row never depends on its batch).
+        Used for drawn samples and for a user's own z (``samples.latents`` / NVIDIA ``samples.seeds``)."""
+        zt = torch.as_tensor(np.asarray(z, dtype=np.float64) if not isinstance(z, Tensor) else z)
+        assert_shape(zt, (None, self.z_dim), "z")
         if self.space == "z":
             return zt.to(torch.float32)
         zt = zt.to(device=self._c.device, dtype=self._dtype)
         with torch.no_grad():  # one row at a time: bit-identical whatever the batch
-            rows = [self.mapping(zt[i:i + 1], truncation_cutoff=None)[:, 0] for i in range(len(idx))]
+            rows = [self.mapping(zt[i:i + 1], truncation_cutoff=None)[:, 0] for i in range(zt.shape[0])]
         w = torch.cat(rows) if rows else torch.zeros((0, self.w_dim), dtype=self._dtype)
         return w.to(device="cpu", dtype=torch.float32)
 

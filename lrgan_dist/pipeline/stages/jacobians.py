@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from lrgan_dist.apply.build import analysis_grid, finite_rows, make_generator, pick_device, preview_hw
+from lrgan_dist.apply.latents import check_job_latents, job_latents
 from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, to_uint8_preview
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 from lrgan_dist.regions import part_masks, region_mask
@@ -54,6 +55,7 @@ def static_region_masks(spec: JobSpec, grid: tuple[int, int], image_hw: tuple[in
 
 def plan_layout(spec: JobSpec, generator: Any) -> tuple[Layout, dict[str, np.ndarray]]:
     """Array geometry for a new store and the masks written at creation."""
+    check_job_latents(spec, generator)  # the user's own latents fit the generator (samples.latents/seeds)
     image_shape = tuple(int(v) for v in generator.image_shape)
     grid = analysis_grid(spec, image_shape)
     masks = static_region_masks(spec, grid, image_shape[1:])
@@ -153,7 +155,7 @@ class JacobianWorker:
         start, stop = unit
         L, spec = self.layout, self.spec
         idx = list(range(start, stop))
-        x = self.generator.sample_latents(spec.samples.seed, idx).float().cpu()  # [n, d]
+        x = job_latents(spec, self.generator, idx)  # [n, d]: drawn, or the spec's file / seeds
         n = len(idx)
         masks = self._unit_masks(x, start, stop)  # [R, (n,) h, w]
         gd = np.float64 if L.gram_dtype == "float64" else np.float32
