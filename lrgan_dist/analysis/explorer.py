@@ -63,7 +63,7 @@ def _delta_rgba(delta: np.ndarray) -> np.ndarray:
     from lrgan_dist.analysis.plots import heat_rgb
 
     rgb = heat_rgb(delta)
-    a = np.clip(40 + np.asarray(delta, dtype=np.float64) * (215 / 255), 0, 255).astype(np.uint8)
+    a = np.clip(np.asarray(delta, dtype=np.float64) * (230 / 255), 0, 255).astype(np.uint8)  # no change: transparent
     return np.concatenate([rgb, a[..., None]], axis=-1)
 
 
