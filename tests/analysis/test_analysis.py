@@ -53,7 +53,8 @@ def test_report_files_exist(report):
         assert res["paths"][name] == str(out / name)
     json.dumps(res)  # JSON-able
     md = (out / "report.md").read_text()
-    for fig in ("lambda_sweep", "locality_distributions", "realized_vs_linear", "similarity_0", "heatmap_0", "edit_0"):
+    for fig in ("lambda_sweep", "locality_distributions", "realized_vs_linear", "similarity_0", "heatmap_0", "gallery",
+                "spectra_0", "ranks_0"):
         assert f"figures/{fig}.png" in md and (out / "figures" / f"{fig}.png").is_file()
 
 
