@@ -270,7 +270,8 @@ largest strength (viridis, bright = more).</p>
 </div>
 <div id="main">
 <div>
-<div id="stage"><img id="frame" alt="edited frame"/><img id="delta" alt="|ΔG| overlay"/><img id="outline" alt="region outline"/></div>
+<div id="stage"><img id="frame" alt="edited frame"/><img id="delta" alt="|ΔG| overlay"/>
+<img id="outline" alt="region outline"/></div>
 <p><label>strength <input type="range" id="slider" min="0" max="0" step="1" value="0"/></label> <span id="strength"></span></p>
 <p id="status" class="note"></p>
 </div>

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lrgan_dist.analysis import sections
 from lrgan_dist.analysis.loaders import (
     REALIZED_COLUMNS,
     TRANSFER_COLUMNS,
@@ -53,7 +54,6 @@ from lrgan_dist.analysis.plots import (
     plot_similarity_matrix,
     plot_transfer_heatmap,
 )
-from lrgan_dist.analysis import sections
 from lrgan_dist.analysis.summaries import box_vs_mask, lambda_sweep, matched_comparison, realized_agreement, summarize_transfer
 
 __all__ = ["write_report", "markdown_table"]

@@ -31,8 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from lrgan_dist.analysis.plots import (fig_to_png, heat_rgb, outline, paint_outline, plot_histograms, plot_mosaic,
-                                       plot_spectra)
+from lrgan_dist.analysis.plots import fig_to_png, heat_rgb, outline, paint_outline, plot_histograms, plot_mosaic, plot_spectra
 from lrgan_dist.core.subspaces import CARRY_FRAC, orth_bases, source_energy, subspace_similarity
 from lrgan_dist.store.zarrstore import DONE, Store
 
@@ -125,7 +124,7 @@ def add_edit_grids(st: Store, doc: Doc, direction: int = 0) -> None:
         doc.p("No stored previews: run the previews stage (lrgan-dist submit JOB --stages previews). The report "
               "never rebuilds the generator from a store, so edit grids come only from stored previews.")
         return
-    root = dict(st.group["previews"].attrs)
+    root: dict[str, Any] = dict(st.group["previews"].attrs)
     doc.p("Frames were rendered by the previews stage. Strength s means a latent step s·α with α chosen per "
           "(sample, direction) so that the first-order change of the whole image, ‖J v‖·α, equals one target for "
           f"every method (target = {root.get('config', {}).get('size', 1)} × the median change of a random unit "
@@ -197,7 +196,7 @@ def add_spectra(st: Store, doc: Doc) -> None:
         meth: dict[str, Any] = {"title": "each method's stored spectrum", "ylabel": "spectrum value", "curves": []}
         nan_rows = 0
         for label, path in labs:
-            g = st.group[path]
+            g: Any = st.group[path]
             idx = _group_done(st, path, done)
             nan_rows += int(done.size - idx.size)
             sp = _rows(g["spectrum"], idx).astype(np.float64)
@@ -239,7 +238,7 @@ def add_rank_histograms(st: Store, doc: Doc) -> None:
     for ri, (region, labs) in enumerate(_groups(st).items()):
         rr, rb, carry = [], [], []
         for label, path in labs:
-            g = st.group[path]
+            g: Any = st.group[path]
             idx = _group_done(st, path, done)
             if "diagnostics" in g and "rank_R" in g["diagnostics"]:
                 rr.append((label, _rows(g["diagnostics/rank_R"], idx)))
@@ -263,7 +262,7 @@ def add_rpca_convergence(st: Store, doc: Doc) -> None:
     done = _done(st)
     for region, labs in _groups(st).items():
         for label, path in labs:
-            g = st.group[path]
+            g: Any = st.group[path]
             if "diagnostics" not in g or "iterations_R" not in g["diagnostics"]:
                 continue
             idx = _group_done(st, path, done)
@@ -332,7 +331,8 @@ def add_population(st: Store, doc: Doc) -> None:
         return
     rows = []
     figs = []
-    for region, rg in sorted(st.group["population"].groups()):
+    pop: Any = st.group["population"]
+    for region, rg in sorted(pop.groups()):
         if region.startswith("_"):
             continue
         curves, cons = [], []

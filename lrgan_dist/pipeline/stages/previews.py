@@ -25,7 +25,8 @@ step would, and methods differ only in *where* the change goes. α is clamped at
 ``jnorm·alpha`` < target flags a clamp).
 
 Per (sample, direction) the stage also stores scores from the Grams (``energy_in`` =
-vᵀM_R v, ``energy_out`` = vᵀM_B v, ``locality`` = the share ΣR·vᵀM_R v / ‖J v‖² of the first-order change inside R), the |ΔG| map of the largest strength
+vᵀM_R v, ``energy_out`` = vᵀM_B v, ``locality`` = the share ΣR·vᵀM_R v / ‖J v‖² of the first-order change inside R),
+the |ΔG| map of the largest strength
 (per-pixel ‖G(x+αv) − G(x)‖ over channels, area-pooled to the preview size, uint8
 scaled so that 255 = ``delta_scale``) and ``delta_share``, the share of the rendered
 squared change that falls inside R on the analysis grid.
