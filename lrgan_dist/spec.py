@@ -48,6 +48,7 @@ from lrgan_dist.core.digest import file_sha256, json_sha256
 
 __all__ = [
     "SpecError",
+    "SpecErrors",
     "JobSpec",
     "GeneratorSpec",
     "LatentSpec",
@@ -70,6 +71,19 @@ class SpecError(ValueError):
         self.field = field_path
         prefix = f"{source}: " if source else ""
         super().__init__(f"{prefix}{field_path}: {message}" if field_path else f"{prefix}{message}")
+
+
+class SpecErrors(SpecError):
+    """Several invalid fields, all reported at once (one line each); ``errors`` holds them."""
+
+    def __init__(self, errors: list[SpecError], source: str | None = None):
+        self.errors = list(errors)
+        first = self.errors[0]
+        self.field = first.field
+        prefix = f"{source}: " if source else ""
+        lines = [f"{prefix}{len(self.errors)} errors in the job spec:" if len(self.errors) > 1 else ""]
+        lines += [("  " if len(self.errors) > 1 else prefix) + str(e) for e in self.errors]
+        ValueError.__init__(self, "\n".join(line for line in lines if line))
 
 
 # --------------------------------------------------------------------------- sections
@@ -271,6 +285,8 @@ def load_spec(path: str | Path) -> JobSpec:
         raise SpecError("", f"malformed YAML: {exc}", source=str(path)) from None
     try:
         return parse_spec(raw, base_dir=str(path.resolve().parent))
+    except SpecErrors as exc:
+        raise SpecErrors(exc.errors, source=str(path)) from None
     except SpecError as exc:
         raise SpecError(exc.field, str(exc)[len(exc.field) + 2 :] if exc.field else str(exc), source=str(path)) from None
 
@@ -286,67 +302,34 @@ def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:
         raw = {}
     if not isinstance(raw, Mapping):
         raise SpecError("", f"received a {type(raw).__name__}; expected a mapping of sections {list(_TOP)}")
-    _check_keys(raw, _TOP, "")
-    gen_raw = _section(raw, "generator")
-    _check_keys(gen_raw, ("kind", "params"), "generator")
-    kind = gen_raw.get("kind", "synthetic")
-    if not isinstance(kind, str):
-        raise SpecError("generator.kind", f"received {kind!r}; expected a generator name")
-    from lrgan_dist.generators.base import available
+    errors: list[SpecError] = []
 
-    kinds = available()
-    if kind not in kinds:
-        raise SpecError("generator.kind", f"unknown generator {kind!r}{_suggest(kind, kinds)}; expected one of {kinds}")
-    params = gen_raw.get("params", {}) or {}
-    if not isinstance(params, Mapping):
-        raise SpecError("generator.params", f"received {params!r}; expected a mapping")
-    generator = GeneratorSpec(kind=kind, params=_freeze(dict(params)))
+    def collect(fn: Any, default: Any = None) -> Any:
+        """Run one section's validation; keep its error and go on (all errors are reported at once)."""
+        try:
+            return fn()
+        except SpecError as exc:
+            errors.append(exc)
+            return default
 
-    latent = _parse_dataclass(LatentSpec, _section(raw, "latent"), "latent")
-    samples = _parse_samples(_section(raw, "samples"), base_dir)
-    _check_checkpoint_not_url(generator.params)
-    grid = _parse_dataclass(GridSpec, _section(raw, "grid"), "grid")
-    if grid.resolution is not None:
-        _require(grid.resolution >= 1, "grid.resolution", grid.resolution, "an integer >= 1 (or null for min(H, 256))")
-
-    regions_raw = raw.get("regions")
-    if not regions_raw:
-        raise SpecError("regions", f"received {regions_raw!r}; expected at least one region, e.g. {{eyes: {{box: [0.3, 0.2, 0.5, 0.8]}}}}")
-    if not isinstance(regions_raw, Mapping):
-        raise SpecError("regions", f"received a {type(regions_raw).__name__}; expected a mapping NAME -> region")
-    regions = tuple(_parse_region(str(n), r) for n, r in regions_raw.items())
-
-    methods_raw = raw.get("methods", _DEFAULT_METHODS)
-    if methods_raw is None:
-        methods_raw = _DEFAULT_METHODS
-    if not isinstance(methods_raw, Mapping) or not methods_raw:
-        raise SpecError("methods", f"received {methods_raw!r}; expected a mapping LABEL -> parameters")
-    methods = tuple(_parse_method(str(label), m) for label, m in methods_raw.items())
-
-    compute = _parse_dataclass(ComputeSpec, _section(raw, "compute"), "compute")
-    for f in ("actors", "batch_size", "torch_threads"):
-        v = getattr(compute, f)
-        if v is not None:
-            _require(v >= 1, f"compute.{f}", v, "an integer >= 1 (or null for automatic)")
-    _require(compute.jvp_chunk >= 1, "compute.jvp_chunk", compute.jvp_chunk, "an integer >= 1")
-    _require(compute.cpus_per_actor > 0, "compute.cpus_per_actor", compute.cpus_per_actor, "a number > 0")
-    if compute.gpus_per_actor is not None:
-        _require(compute.gpus_per_actor >= 0, "compute.gpus_per_actor", compute.gpus_per_actor, "a number >= 0")
-    _require(compute.max_retries >= 0, "compute.max_retries", compute.max_retries, "an integer >= 0")
-    store = _parse_dataclass(StoreSpec, _section(raw, "store"), "store")
-    _require(store.chunk_samples >= 1, "store.chunk_samples", store.chunk_samples, "an integer >= 1")
-    _require(bool(store.uri), "store.uri", store.uri, "a directory path or s3:// URI")
-    transfer = _parse_dataclass(TransferSpec, _section(raw, "transfer"), "transfer")
-    previews = _parse_dataclass(PreviewsSpec, _section(raw, "previews"), "previews")
-    _require(1 <= previews.samples <= 64, "previews.samples", previews.samples, "an integer in [1, 64]")
-    _require(1 <= previews.directions <= 16, "previews.directions", previews.directions, "an integer in [1, 16]")
-    _require(1 <= len(previews.strengths) <= 16 and all(math.isfinite(a) for a in previews.strengths),
-             "previews.strengths", list(previews.strengths), "1 to 16 finite multiples of the matched edit size")
-    _require(math.isfinite(previews.size) and previews.size > 0, "previews.size", previews.size, "a number > 0")
-
+    collect(lambda: _check_keys(raw, _TOP, ""))
+    generator = collect(lambda: _parse_generator(raw), GeneratorSpec())
+    latent = collect(lambda: _parse_dataclass(LatentSpec, _section(raw, "latent"), "latent"), LatentSpec())
+    samples = collect(lambda: _parse_samples(_section(raw, "samples"), base_dir), SamplesSpec())
+    grid = collect(lambda: _parse_grid(raw), GridSpec())
+    regions = collect(lambda: _parse_regions(raw, collect), ())
+    methods = collect(lambda: _parse_methods(raw, collect), ())
+    compute = collect(lambda: _parse_compute(raw), ComputeSpec())
+    store = collect(lambda: _parse_store(raw), StoreSpec())
+    transfer = collect(lambda: _parse_dataclass(TransferSpec, _section(raw, "transfer"), "transfer"), TransferSpec())
+    previews = collect(lambda: _parse_previews(raw), PreviewsSpec())
     name = raw.get("name", "lrgan-job")
     if not isinstance(name, str):
-        raise SpecError("name", f"received {name!r}; expected a string")
+        errors.append(SpecError("name", f"received {name!r}; expected a string"))
+    for r in regions or ():
+        collect(lambda r=r: _check_part(generator.kind, r))
+    if errors:
+        raise SpecErrors(errors)
     spec = JobSpec(
         name=name,
         generator=generator,
@@ -363,6 +346,101 @@ def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:
     )
     _check_consistency(spec)
     return spec
+
+
+def _check_part(kind: str, r: RegionSpec) -> None:
+    """``part`` regions need a generator with ground-truth part masks (the synthetic faces' local parts)."""
+    if r.part is None:
+        return
+    where = f"regions.{r.name}.part"
+    if kind == "synthetic":
+        from lrgan_dist.generators.synthetic import SyntheticFaces
+
+        local = list(SyntheticFaces.LOCAL_PARTS)
+        if r.part not in local:
+            why = " (a global part: it has no mask)" if r.part in SyntheticFaces.PARTS else _suggest(r.part, local)
+            raise SpecError(where, f"received {r.part!r}{why}; expected a synthetic part with a mask, one of {local}")
+    elif kind in ("stylegan2", "biggan", "dcgan"):
+        raise SpecError(where, f"received part {r.part!r}, but generator {kind!r} has no ground-truth part masks; "
+                        "expected a box, mask, preset or landmarks region")
+
+
+def _parse_generator(raw: Mapping[str, Any]) -> GeneratorSpec:
+    gen_raw = _section(raw, "generator")
+    _check_keys(gen_raw, ("kind", "params"), "generator")
+    kind = gen_raw.get("kind", "synthetic")
+    if not isinstance(kind, str):
+        raise SpecError("generator.kind", f"received {kind!r}; expected a generator name")
+    from lrgan_dist.generators.base import available
+
+    kinds = available()
+    if kind not in kinds:
+        raise SpecError("generator.kind", f"unknown generator {kind!r}{_suggest(kind, kinds)}; expected one of {kinds}")
+    params = gen_raw.get("params", {}) or {}
+    if not isinstance(params, Mapping):
+        raise SpecError("generator.params", f"received {params!r}; expected a mapping")
+    generator = GeneratorSpec(kind=kind, params=_freeze(dict(params)))
+    _check_checkpoint_not_url(generator.params)
+    return generator
+
+
+def _parse_grid(raw: Mapping[str, Any]) -> GridSpec:
+    grid = _parse_dataclass(GridSpec, _section(raw, "grid"), "grid")
+    if grid.resolution is not None:
+        _require(grid.resolution >= 1, "grid.resolution", grid.resolution, "an integer >= 1 (or null for min(H, 256))")
+    return grid
+
+
+def _parse_regions(raw: Mapping[str, Any], collect: Any) -> tuple[RegionSpec, ...]:
+    regions_raw = raw.get("regions")
+    if not regions_raw:
+        raise SpecError("regions", f"received {regions_raw!r}; expected at least one region, e.g. {{eyes: {{box: [0.3, 0.2, 0.5, 0.8]}}}}")
+    if not isinstance(regions_raw, Mapping):
+        raise SpecError("regions", f"received a {type(regions_raw).__name__}; expected a mapping NAME -> region")
+    regions = [collect(lambda n=n, r=r: _parse_region(str(n), r)) for n, r in regions_raw.items()]
+    return tuple(r for r in regions if r is not None)
+
+
+def _parse_methods(raw: Mapping[str, Any], collect: Any) -> tuple[MethodSpec, ...]:
+    methods_raw = raw.get("methods", _DEFAULT_METHODS)
+    if methods_raw is None:
+        methods_raw = _DEFAULT_METHODS
+    if not isinstance(methods_raw, Mapping) or not methods_raw:
+        raise SpecError("methods", f"received {methods_raw!r}; expected a mapping LABEL -> parameters")
+    methods = [collect(lambda label=label, m=m: _parse_method(str(label), m)) for label, m in methods_raw.items()]
+    return tuple(m for m in methods if m is not None)
+
+
+def _parse_compute(raw: Mapping[str, Any]) -> ComputeSpec:
+    compute = _parse_dataclass(ComputeSpec, _section(raw, "compute"), "compute")
+    for f in ("actors", "batch_size", "torch_threads"):
+        v = getattr(compute, f)
+        if v is not None:
+            _require(v >= 1, f"compute.{f}", v, "an integer >= 1 (or null for automatic)")
+    _require(compute.jvp_chunk >= 1, "compute.jvp_chunk", compute.jvp_chunk, "an integer >= 1")
+    _require(compute.cpus_per_actor > 0, "compute.cpus_per_actor", compute.cpus_per_actor, "a number > 0")
+    if compute.gpus_per_actor is not None:
+        _require(compute.gpus_per_actor >= 0, "compute.gpus_per_actor", compute.gpus_per_actor, "a number >= 0")
+    _require(compute.max_retries >= 0, "compute.max_retries", compute.max_retries, "an integer >= 0")
+    return compute
+
+
+def _parse_store(raw: Mapping[str, Any]) -> StoreSpec:
+    store = _parse_dataclass(StoreSpec, _section(raw, "store"), "store")
+    _require(store.chunk_samples >= 1, "store.chunk_samples", store.chunk_samples, "an integer >= 1")
+    _require(bool(store.uri), "store.uri", store.uri, "a directory path or s3:// URI")
+    return store
+
+
+def _parse_previews(raw: Mapping[str, Any]) -> PreviewsSpec:
+    previews = _parse_dataclass(PreviewsSpec, _section(raw, "previews"), "previews")
+    _require(1 <= previews.samples <= 64, "previews.samples", previews.samples, "an integer in [1, 64]")
+    _require(1 <= previews.directions <= 16, "previews.directions", previews.directions, "an integer in [1, 16]")
+    _require(1 <= len(previews.strengths) <= 16 and all(math.isfinite(a) for a in previews.strengths),
+             "previews.strengths", list(previews.strengths), "1 to 16 finite multiples of the matched edit size")
+    _require(math.isfinite(previews.size) and previews.size > 0, "previews.size", previews.size, "a number > 0")
+
+    return previews
 
 
 def _check_consistency(spec: JobSpec) -> None:

@@ -401,7 +401,7 @@ def region_subspaces(generator: Any, x: Tensor, masks: Tensor, grid: tuple[int, 
     twoR = wts.shape[0]
     R = twoR // 2
     op = RegionOperator(fn, x, tuple(grid), channels, cfg.chunk)
-    wts = wts.to(x.device)
+    wts = wts.nan_to_num(0.0).to(x.device)  # an empty side iterates on 0 and is set to NaN below
     # problem p = side·R·n + r·n + i  (sides: 0 = in, 1 = out)
     Omega = _start_block(n, d, b, cfg.seed, sample_ids).to(x.device)
     X0 = Omega[None].expand(twoR, n, d, b).reshape(twoR * n, d, b)
@@ -509,46 +509,65 @@ def _pack(V: Tensor, valid: Tensor, spectrum: Tensor, diagnostics: dict[str, Ten
                            spectrum=spec.to(torch.float32), diagnostics=dict(diagnostics or {}))
 
 
-def projected_svd_directions(V_R: Tensor, th_R: Tensor, V_B: Tensor, th_B: Tensor, energy: float = 0.99,
-                             rank_tol: float = 1e-3) -> Any:
-    """LOCO-Edit's projection (Chen et al., "Exploring Low-Dimensional Subspaces in Diffusion
-    Models for Controllable Image Editing", NeurIPS 2024) on top-k eigenpairs.
+def _energy_rank(w: Tensor, energy: float) -> Tensor:
+    """Smallest r with ``Σ_{i<r} w_i ≥ energy · Σ w_i`` (w [B, k] descending, clamped at 0) → [B] in [1, k]."""
+    w = w.clamp(min=0)
+    below = torch.cumsum(w, -1) < energy * w.sum(-1, keepdim=True) * (1 - 1e-12)
+    return (below.sum(-1) + 1).clamp(max=w.shape[-1])
 
-    ``r_B`` = the smallest r with ``Σ_{i<r} θ_B,i ≥ energy · Σ_{i<k} θ_B,i`` (θ clamped at 0;
-    the energy of the k pairs given -- equal to tr M_B's share when they capture M_B's
-    range); ``P = I − V_B[:r_B]ᵀ V_B[:r_B]``; directions = top eigenvectors of
-    ``P (V_Rᵀ Θ_R V_R) P`` (the rank-k truncation of M_R, projected), found from the k×k
-    Gram of ``Z = Θ_R^{1/2} V_R P``.  spectrum = ``vᵀ M_R v`` of each direction (in-region
-    energy, the truncated M_R's); rank = ``#{spectrum > rank_tol · θ_R,1}``.
-    V_* [B, k, d] rows, θ_* [B, k].  Returns a DirectionResult with [B, k, d] vectors.
+
+def projected_svd_directions(V_R: Tensor, th_R: Tensor, V_B: Tensor, th_B: Tensor, energy_in: float = 0.95,
+                             energy_out: float = 0.95, union_in: Tensor | None = None) -> Any:
+    """``projected_svd`` (LOCO-Edit's rule: Chen et al., "Exploring Low-Dimensional Subspaces
+    in Diffusion Models for Controllable Image Editing", NeurIPS 2024) on top-k eigenpairs.
+
+    The dense method's steps (:mod:`lrgan_dist.core.methods.projected_svd`) with the traces
+    replaced by the energy of the k pairs given: ``k_R`` = smallest r with
+    ``Σ_{i<r} θ_R,i ≥ energy_in · Σ_{i<k} θ_R,i`` (likewise k_B); rows
+    ``D = normalize(V_R[:k_R] (I − Wᵀ W))``, ``W = V_B[:k_B]``; rows shorter than 1e-6 before
+    normalising are dropped; rows ordered by ``vᵀ M_R v``.  That energy is exact when
+    ``union_in`` = W' M_R W'ᵀ (W' = [V_R; V_B]) is given (every row lies in span W'),
+    else from the rank-k truncation ``Σ_j θ_R,j (v·v_j)²``.  Identical to the dense method
+    when the k pairs capture both Grams' ranges (k ≥ rank).  V_* [B, k, d] rows,
+    θ_* [B, k] → DirectionResult with [B, k, d] vectors; diagnostics k_in, k_out.
     """
     assert_shape(V_R, (None, None, None), "V_R")
     B, k, d = V_R.shape
     assert_shape(th_R, (B, k), "theta_R")
-    assert_shape(V_B, (B, None, d), "V_B")
-    assert_shape(th_B, (B, V_B.shape[1]), "theta_B")
-    if not 0 < energy <= 1:
-        raise ValueError(f"projected_svd.energy: expected a number in (0, 1], received {energy!r}")
+    assert_shape(V_B, (B, k, d), "V_B")
+    assert_shape(th_B, (B, k), "theta_B")
     f = torch.float64
     VR, VB = V_R.to(f), V_B.to(f)
-    tR, tB = th_R.to(f).clamp_min(0), th_B.to(f).clamp_min(0)
-    finite = torch.isfinite(VR).all((-2, -1)) & torch.isfinite(VB).all((-2, -1)) & torch.isfinite(tR).all(-1) \
-        & torch.isfinite(tB).all(-1)
-    VR, VB, tR, tB = (torch.nan_to_num(t) for t in (VR, VB, tR, tB))
-    cum = tB.cumsum(-1)
-    total = cum[:, -1:]
-    r_B = torch.where(total[:, 0] > 0, (cum < energy * total - 1e-15 * total).sum(-1) + 1, 0).clamp(max=VB.shape[1])
-    keepB = (torch.arange(VB.shape[1])[None, :] < r_B[:, None]).to(f)[..., None]
-    VBk = VB * keepB
-    X = VR - (VR @ VBk.mT) @ VBk  # rows of V_R projected onto null(V_B[:r_B])
-    Z = tR.sqrt()[..., None] * X  # [B, k, d]
-    lam, E = torch.linalg.eigh(Z @ Z.mT)
-    lam, E = lam.flip(-1).clamp_min(0), E.flip(-1)
-    D = E.mT @ Z  # rows = σ_i · direction_i
-    D = D / lam.sqrt().clamp_min(1e-300)[..., None]
-    valid = ((lam > rank_tol * tR[:, :1]) & (tR[:, :1] > 0)).sum(-1)
-    valid = torch.where(finite, valid, 0)
-    return _pack(D, valid, lam, {"rank_B": r_B.to(torch.int32)})
+    finite = torch.isfinite(VR).all((-2, -1)) & torch.isfinite(VB).all((-2, -1)) & torch.isfinite(th_R).all(-1) \
+        & torch.isfinite(th_B).all(-1)
+    if union_in is not None:
+        assert_shape(union_in, (B, 2 * k, 2 * k), "union_in")
+        finite &= torch.isfinite(union_in).all((-2, -1))
+    VR, VB = VR.nan_to_num(), VB.nan_to_num()
+    tR, tB = th_R.to(f).nan_to_num().clamp_min(0), th_B.to(f).nan_to_num().clamp_min(0)
+    k_in, k_out = _energy_rank(tR, energy_in), _energy_rank(tB, energy_out)
+    ar = torch.arange(k)
+    Wm = (ar[None, :] < k_out[:, None]).to(f)[..., None]
+    W = VB * Wm  # top-k_B rows of V_B, zero beyond
+    C = VR @ W.mT  # [B, k, k]
+    D = VR - C @ W
+    norms = D.norm(dim=-1)
+    keep = (ar[None, :] < k_in[:, None]) & (norms > 1e-6) & finite[:, None]
+    D = D / norms.clamp_min(torch.finfo(f).tiny)[..., None]
+    if union_in is not None:  # coefficients of each row in W' = [V_R; V_B]
+        coef = torch.cat([torch.eye(k, dtype=f).expand(B, k, k), -C], dim=-1) / norms.clamp_min(1e-300)[..., None]
+        G = union_in.to(f).nan_to_num()
+        energy = torch.einsum("bki,bij,bkj->bk", coef, G, coef)
+    else:
+        energy = ((D @ VR.mT) ** 2 * tR[:, None, :]).sum(-1)
+    energy = torch.where(keep, energy, float("-inf"))
+    order = torch.argsort(energy, dim=-1, descending=True)
+    D = torch.gather(D, 1, order[..., None].expand(B, k, d))
+    energy = torch.gather(energy, 1, order)
+    valid = keep.sum(-1)
+    diag = {"k_in": torch.where(finite, k_in, -1).to(torch.int32),
+            "k_out": torch.where(finite, k_out, -1).to(torch.int32)}
+    return _pack(D, valid, energy, diag)
 
 
 def _union_coordinates(W: Tensor, G: Tensor, tol: float = 1e-6) -> tuple[Tensor, Tensor, Tensor]:
@@ -558,7 +577,13 @@ def _union_coordinates(W: Tensor, G: Tensor, tol: float = 1e-6) -> tuple[Tensor,
     lam, E = torch.linalg.eigh(W @ W.mT)
     lam, E = lam.flip(-1), E.flip(-1)
     kp = int((lam > tol * lam[0].clamp_min(1e-300)).sum())
-    C = E[:, :kp] / lam[:kp].sqrt()[None, :]  # [2k, k']
+    C = E[:, :kp] / lam[:kp].sqrt()[None, :]  # [2k, k']: Cᵀ W is orthonormal
+    # A fixed pseudo-random rotation of the coordinates: in an eigen-adapted basis M̃ is
+    # nearly diagonal -- "sparse" -- and PCP would move it into S (see compressed_directions).
+    g = torch.Generator().manual_seed(17 + kp)
+    H, Rr = torch.linalg.qr(torch.randn(kp, kp, generator=g, dtype=W.dtype))
+    H = H * torch.sign(torch.diagonal(Rr))[None, :]
+    C = C @ H.to(W.device)
     return C.mT @ W, C.mT @ G @ C, torch.tensor(kp)
 
 
@@ -573,8 +598,8 @@ def compressed_directions(method: str, params: Mapping[str, Any], basis_in: Tens
 
     * ``jacobian_svd``: the Ritz pairs of M_R as they are (rank by ``rank_tol`` as the dense
       method, relative to θ_1) -- the dense method's top-k exactly, up to the certificate.
-    * ``projected_svd``: :func:`projected_svd_directions` (parameters ``energy``,
-      ``rank_tol``; ``k`` caps the pairs used).
+    * ``projected_svd``: :func:`projected_svd_directions` (the dense method's parameters
+      ``energy_in``, ``energy_out``; energies of the k pairs instead of traces).
     * ``lowrankgan``: RPCA + null-space projection (every parameter of the dense method) of
       ``M̃_R, M̃_B = Q M Qᵀ`` where Q is an orthonormal basis of U = span(V_R ∪ V_B); the
       k'-row results are lifted back with Q.  **What this approximates.** M̃ is the exact
@@ -609,9 +634,8 @@ def compressed_directions(method: str, params: Mapping[str, Any], basis_in: Tens
         valid = torch.where(finite, numerical_rank(th.nan_to_num().clamp_min(0), p.rank_tol, d), 0)
         return _pack(basis_in.to(f), valid, th)
     if method == "projected_svd":
-        kk = min(k, int(getattr(p, "k", k)))
-        return projected_svd_directions(basis_in[:, :kk], eig_in[:, :kk], basis_out[:, :kk], eig_out[:, :kk],
-                                        energy=p.energy, rank_tol=p.rank_tol)
+        return projected_svd_directions(basis_in, eig_in, basis_out, eig_out, energy_in=p.energy_in,
+                                        energy_out=p.energy_out, union_in=union_in)
     # lowrankgan on the union
     if union_in is None or union_out is None:
         raise ValueError("lowrankgan on a matrix-free store needs union_in/union_out (compute.matfree union)")
