@@ -32,6 +32,9 @@ def _bad_input_types() -> tuple[type, ...]:
         types.append(RegionError)
     except ImportError:  # pragma: no cover
         pass
+    from lrgan_dist.landmarks import LandmarkError  # mediapipe missing, bad landmark set: exit 2
+
+    types.append(LandmarkError)
     return tuple(types)
 
 
@@ -85,6 +88,9 @@ def submit(
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     report_dir: Optional[str] = typer.Option(None, "--report", help="Report directory (default: <store>-report)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the report after the transfer stage."),
+    verify: bool = typer.Option(False, "--verify",
+                                help="Decode every chunk of an existing store before work (default: a cheap scan "
+                                     "of status, chunk presence and sizes, and metadata)."),
 ) -> None:
     """Run a job: jacobians → factorize → transfer, write the report, print a summary."""
     from lrgan_dist.pipeline.scheduler import parse_stages, submit as run_submit
@@ -102,7 +108,8 @@ def submit(
         # summary (pure JSON with --json) and send them to stderr.
         with contextlib.redirect_stdout(sys.stderr):
             return run_submit(spec, stages=st, address=address, fresh=fresh, show_progress=not no_progress,
-                              retry_failed=retry_failed, report_dir=False if no_report else report_dir)
+                              retry_failed=retry_failed, report_dir=False if no_report else report_dir,
+                              verify=verify)
 
     def _submit_remote(job: Path, address: str) -> dict[str, Any]:
         from lrgan_dist.pipeline.remote import follow_logs, submit_job

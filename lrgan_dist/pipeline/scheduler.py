@@ -108,8 +108,14 @@ def default_report_dir(uri: str) -> str:
 
 def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None = None, fresh: bool = False,
            show_progress: bool = True, retry_failed: bool = False, report_dir: str | None | bool = None,
-           hooks: StageHooks | None = None) -> dict[str, Any]:
+           hooks: StageHooks | None = None, verify: bool = False) -> dict[str, Any]:
     """Run ``stages`` of ``spec`` in order; returns a JSON-able summary.
+
+    The run holds the store's lease (:func:`lrgan_dist.store.lock.store_lease`): a second
+    submit on the same store is refused while this one lives. Before work, the store is
+    checked cheaply (status, chunk presence and sizes, metadata against the layout
+    table); ``verify=True`` (``submit --verify``) decodes every chunk instead. After every
+    stage the store's consolidated metadata is rewritten.
 
     When the transfer stage ran, the report is written to ``report_dir`` (default
     :func:`default_report_dir`) — unless no stage computed anything and the default
@@ -117,10 +123,21 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
     ``report_dir`` is always written, ``report_dir=False`` skips it. ``hooks`` are
     handed to every worker (fault-injection tests).
     """
+    from lrgan_dist.store.lock import store_lease
+
+    t0 = time.perf_counter()
+    with store_lease(spec.store.uri, log=lambda m: print(m, file=sys.stderr)):
+        report = _submit_locked(spec, stages, address, fresh, show_progress, retry_failed, report_dir, hooks, verify)
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def _submit_locked(spec: JobSpec, stages: Sequence[str], address: str | None, fresh: bool, show_progress: bool,
+                   retry_failed: bool, report_dir: str | None | bool, hooks: StageHooks | None,
+                   verify: bool) -> dict[str, Any]:
     from lrgan_dist.analysis.summary import summarize
     from lrgan_dist.pipeline.runtime import ray_session
 
-    t0 = time.perf_counter()
     if "jacobians" not in stages:
         if fresh:
             raise SpecError("--fresh", "cannot start a fresh store without the jacobians stage; "
@@ -131,7 +148,7 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
                              "expected the spec that created it")
         from lrgan_dist.store.verify import refuse_if_damaged
 
-        refuse_if_damaged(store, ",".join(stages))
+        refuse_if_damaged(store, ",".join(stages), full=verify)
     else:
         store = prepare_store(spec, fresh=fresh)
     report: dict[str, Any] = {"store": spec.store.uri, "stages": {}}
@@ -139,7 +156,7 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
         from lrgan_dist.store.verify import repair_for_resume
 
         # Missing or unreadable chunks of an existing store become pending work again.
-        repaired = repair_for_resume(store)
+        repaired = repair_for_resume(store, full=verify)
         if repaired:
             report["repaired"] = repaired
             for line in repaired:
@@ -149,6 +166,7 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
         for name in STAGES:
             if name in stages:
                 report["stages"][name] = stage_module(name).run(ctx)
+                store.consolidate()
     report["summary"] = summarize(spec, store)
     if "transfer" in stages and report_dir is not False:
         out = report_dir or default_report_dir(spec.store.uri)
@@ -160,5 +178,4 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
             report["report"] = {"dir": str(out), "headline": rep.get("headline")}
         else:
             report["report"] = {"dir": str(out), "unchanged": True}
-    report["seconds"] = round(time.perf_counter() - t0, 2)
     return report
