@@ -45,6 +45,14 @@ class _Collector(HTMLParser):
         self.text.append(data)
 
 
+def test_report_prints_baseline_and_strength_beside_locality(report):
+    out, res = report
+    md = (out / "report.md").read_text()
+    assert "baseline" in md and "strength" in md and "locality_per_pixel" in md
+    g = res["headline"]["groups"][0]
+    assert {"self_baseline", "cross_baseline", "self_strength", "cross_strength"} <= set(g)
+
+
 def test_report_files_exist(report):
     out, res = report
     for name in ("report.md", "report.html", "transfer.parquet", "transfer.csv", "realized.parquet", "summary.csv",
@@ -91,7 +99,10 @@ def test_report_shows_lowrankgan_beats_jacobian_svd(report):
     _, res = report
     rows = [r for r in res["headline"]["matched"] if r["region"] == "eyes_mask" and r["scored_on"] == "eyes_mask"]
     by = {r["method"]: r for r in rows}
-    assert by["lowrankgan"]["realized_cross_locality"] >= 0.9
+    print({m: (r["cross_locality"], r["realized_cross_locality"]) for m, r in by.items()})
+    # locality is the share of the change inside the (small) eye mask since issue 18: the per-pixel
+    # ratio read ≥ 0.99 here, the share ≈ 0.9 — far above a random direction's (see the summary)
+    assert by["lowrankgan"]["realized_cross_locality"] >= 0.85
     assert by["jacobian_svd"]["realized_cross_locality"] < by["lowrankgan"]["realized_cross_locality"] - 0.1
     assert by["jacobian_svd"]["pairs"] == by["lowrankgan"]["pairs"]
     assert res["headline"]["spearman_smallest_alpha"]["spearman"] >= 0.8
@@ -111,7 +122,10 @@ def test_lambda_sweep(report, study):
     assert s["mean_rank_R"].notna().all() and s["mean_rank_B"].notna().all()
     print(s[["lam", "mean_rank", "mean_rank_R", "mean_rank_B", "cross_locality"]])
     assert s["mean_rank_R"].is_monotonic_increasing  # larger λ, larger low-rank part
-    assert (s["realized_cross_locality"] > 0.5).all()
+    # shares of the change inside the small eye mask (measured 0.49, 0.90, 1.00): above chance at every λ
+    assert (s["realized_cross_locality"] > 0.4).all()
+    assert (s["cross_locality"] > s["cross_baseline"]).all()
+    assert {"empty_share", "rank_B_zero_share", "degenerate", "cross_strength"} <= set(sweep.columns)
 
 
 def test_box_vs_mask_side_by_side(report):
@@ -121,7 +135,7 @@ def test_box_vs_mask_side_by_side(report):
     svd = bvm[(bvm["box"] == "eyes") & (bvm["method"] == "jacobian_svd")].iloc[0]
     assert row["samples"] == 24 and 0.0 < row["similarity_mean"] <= 1.0
     assert row["box_rank"] > 0 and row["mask_rank"] > 0
-    assert row["mask_cross_on_mask"] > 0.9
+    assert row["mask_cross_on_mask"] > 0.85  # share of the change inside the mask (0.897 measured)
     # box directions scored on the targets' own masks: less local than the mask's, but
     # more local than the unprojected top eigenvectors of the same box
     assert svd["box_cross_on_mask"] < row["box_cross_on_mask"] <= row["mask_cross_on_mask"]
@@ -141,7 +155,9 @@ def test_loaders_and_summary(study):
     summ = analysis.summarize_transfer(analysis.load_transfer(uri))
     assert len(summ) == 4 * 3  # (eyes→eyes, eyes→eyes_mask, eyes_mask→eyes_mask) × 4 methods
     r = summ[(summ["region"] == "eyes_mask") & (summ["method"] == "lowrankgan")].iloc[0]
-    assert r["cross_locality"] > 0.9 and abs(r["generalization_gap"]) < 0.05
+    # share of the change inside the target's eye mask (0.897 measured; the per-pixel ratio reads higher)
+    assert r["cross_locality"] > 0.85 and abs(r["generalization_gap"]) < 0.15
+    assert r["cross_locality_per_pixel"] >= r["cross_locality"]
     assert r["realized_pairs"] == 142  # 2 × 72 minus the 2 self pairs
     full = analysis.load_transfer(uri)
     c = full[full["carrying"]]
@@ -151,6 +167,19 @@ def test_loaders_and_summary(study):
     print("inert carrying rows:", int(c["inert"].sum()), "of", len(c))
     assert inert_e.empty or inert_e.max() < 1e-3 * (c["energy_in"] + c["energy_out"]).median()
     assert 0.0 <= summ["inert_share"].min() and summ["inert_share"].max() < 0.5
+    # issue 18: locality is the share of the change inside the region, beside its random baseline
+    fin = full[np.isfinite(full["locality"])]
+    share = fin["total_in"] / (fin["total_in"] + fin["total_out"])
+    np.testing.assert_allclose(fin["locality"], share, rtol=1e-4, atol=1e-6)
+    ppx = fin["energy_in"] / (fin["energy_in"] + fin["energy_out"])
+    np.testing.assert_allclose(fin["locality_per_pixel"], ppx, rtol=1e-4, atol=1e-6)
+    small = fin[fin["scored_on"] == "eyes_mask"]  # the eye mask is far smaller than the rest
+    assert (small["locality"] <= small["locality_per_pixel"] + 1e-5).all()
+    assert ((fin["baseline"] > 0) & (fin["baseline"] < 1)).all() and (fin["strength"] >= 0).all()
+    assert r["cross_locality"] > r["cross_baseline"]
+    assert np.isfinite(summ[["self_baseline", "cross_baseline", "self_strength", "cross_strength"]]).all().all()
+    groups = analysis.load_groups(uri)
+    assert ((groups["empty_share"] >= 0) & (groups["empty_share"] <= 1)).all()
 
 
 def test_report_without_transfer_stage(study, tmp_path):
