@@ -98,7 +98,7 @@ class GeneratorSpec:
 @dataclass(frozen=True)
 class LatentSpec:
     space: str | None = None  # adapter default when None (synthetic: its only space)
-    layers: tuple[int, ...] | None = None
+    layers: tuple[int, ...] | Literal["all"] | None = None  # "all": W+ with one w per slot (stylegan2)
     truncation: float | None = None
 
 
@@ -148,6 +148,13 @@ class ComputeSpec:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     factorize_device: Literal["auto", "cpu", "cuda"] = "auto"
     max_retries: int = 3
+    # issue 17: "dense" forms J and the [d, d] Grams; "matfree" stores the top-k eigenpairs of
+    # M_R, M_B per region from JVP/VJP products (lrgan_dist.core.matfree), for large d
+    jacobian: Literal["dense", "matfree"] = "dense"
+    k: int = 32  # matfree: eigenpairs per region and side
+    oversample: int = 8  # matfree: extra block columns
+    matfree_tol: float = 1e-4  # matfree certificate: max ||M u - theta u|| / theta_1
+    matfree_blocks: int = 12  # matfree: most operator block applications
 
 
 @dataclass(frozen=True)
@@ -213,6 +220,9 @@ class JobSpec:
         keep["samples"].pop("latents", None)  # a latent file is identified by content (latents_sha256)
         keep["store"] = {"chunk_samples": d["store"]["chunk_samples"]}
         keep["compute"] = {k: d["compute"][k] for k in ("keep_jacobians", "gram_dtype")}
+        if d["compute"]["jacobian"] != "dense":  # dense stores keep their fingerprint
+            keep["compute"].update({k: d["compute"][k] for k in ("jacobian", "k", "oversample", "matfree_tol",
+                                                                 "matfree_blocks")})
         # Region mask files are identified by content, not by path.
         for name, r in keep["regions"].items():
             if "mask" in r:
@@ -422,6 +432,13 @@ def _parse_compute(raw: Mapping[str, Any]) -> ComputeSpec:
     if compute.gpus_per_actor is not None:
         _require(compute.gpus_per_actor >= 0, "compute.gpus_per_actor", compute.gpus_per_actor, "a number >= 0")
     _require(compute.max_retries >= 0, "compute.max_retries", compute.max_retries, "an integer >= 0")
+    _require(compute.k >= 1, "compute.k", compute.k, "an integer >= 1")
+    _require(compute.oversample >= 0, "compute.oversample", compute.oversample, "an integer >= 0")
+    _require(compute.matfree_tol > 0, "compute.matfree_tol", compute.matfree_tol, "a number > 0")
+    _require(compute.matfree_blocks >= 1, "compute.matfree_blocks", compute.matfree_blocks, "an integer >= 1")
+    if compute.jacobian == "matfree":
+        _require(not compute.keep_jacobians, "compute.keep_jacobians", compute.keep_jacobians,
+                 "false with compute.jacobian: matfree (J is never formed)")
     return compute
 
 
@@ -443,7 +460,21 @@ def _parse_previews(raw: Mapping[str, Any]) -> PreviewsSpec:
     return previews
 
 
+def _check_matfree(spec: JobSpec) -> None:
+    """compute.jacobian: matfree stores top-k eigenpairs, not Grams: only the methods that run
+    on the compressed problem (lrgan_dist.core.matfree.COMPRESSED_METHODS) are allowed."""
+    if spec.compute.jacobian != "matfree":
+        return
+    from lrgan_dist.core.matfree import COMPRESSED_METHODS
+
+    for m in spec.methods:
+        if m.method not in COMPRESSED_METHODS:
+            raise SpecError(f"methods.{m.label}", f"received method {m.method!r} with compute.jacobian: matfree; "
+                            f"expected one of {list(COMPRESSED_METHODS)} (the others need dense Grams)")
+
+
 def _check_consistency(spec: JobSpec) -> None:
+    _check_matfree(spec)
     t = spec.transfer
     n = spec.samples.count
     if isinstance(t.sources, int):

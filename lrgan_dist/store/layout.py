@@ -184,6 +184,27 @@ _SAMPLE_TABLE: tuple[ArraySpec, ...] = (
     ArraySpec("gram_out", "regions/{region}/gram_out", ("n", "d", "d"), ("chunk", "d", "d"), "gram", np.nan,
               ("sample", "latent_i", "latent_j"), "M_B = J^T diag(1 - R) J per sample (outside the region)",
               "jacobians", presence=True, per_sample=True),
+    # compute.jacobian: matfree (issue 17, lrgan_dist.core.matfree): top-k eigenpairs instead of Grams;
+    # created by the jacobians stage's driver with k bound (k = min(compute.k, d))
+    *(ArraySpec(f"matfree_basis_{side}", f"regions/{{region}}/basis_{side}", ("n", "k", "d"), ("chunk", "k", "d"),
+                "f4", np.nan, ("sample", "eigenpair", "latent"),
+                f"top-k eigenvectors (rows, eigenvalue descending) of M_{s} = J^T diag({w}) J / sum({w}), matrix-free",
+                "jacobians", per_sample=True)
+      for side, s, w in (("in", "R", "R"), ("out", "B", "1 - R"))),
+    *(ArraySpec(f"matfree_eig_{side}", f"regions/{{region}}/eig_{side}", ("n", "k"), ("chunk", "k"), "f4", np.nan,
+                ("sample", "eigenpair"), f"top-k eigenvalues (Ritz values) of M_{s}, descending", "jacobians",
+                units="per-pixel energy", per_sample=True)
+      for side, s in (("in", "R"), ("out", "B"))),
+    *(ArraySpec(f"matfree_residual_{side}", f"regions/{{region}}/residual_{side}", ("n", "k"), ("chunk", "k"), "f4",
+                np.nan, ("sample", "eigenpair"),
+                f"certificate ||M_{s} u - theta u|| / theta_1 of each eigenpair", "jacobians", units="1",
+                per_sample=True)
+      for side, s in (("in", "R"), ("out", "B"))),
+    *(ArraySpec(f"matfree_union_{side}", f"regions/{{region}}/union_{side}", ("n", "u", "u"), ("chunk", "u", "u"),
+                "f4", np.nan, ("sample", "union_i", "union_j"),
+                f"W M_{s} W^T with W = [basis_in; basis_out] (u = 2k): the compressed problem of LowRankGAN",
+                "jacobians", per_sample=True)
+      for side, s in (("in", "R"), ("out", "B"))),
 )
 _DIRECTIONS_TABLE: tuple[ArraySpec, ...] = (
     ArraySpec("directions_vectors", "directions/{region}/{label}/vectors", ("n", "d", "d"), ("chunk", "d", "d"),

@@ -21,7 +21,11 @@ Parameters (``generator.params``)
   fed to every style slot.  ``wplus``: x is one w fed to the slots in ``layers``; the
   other slots keep the sample's own w, passed as ``anchor`` to ``forward(x, anchor)``
   (anchor = x when omitted).
-* ``layers`` -- style-slot indices 0 … num_ws−1 for ``wplus`` (default: all).
+* ``layers`` -- style-slot indices 0 … num_ws−1 for ``wplus`` (default: all, one shared w);
+  ``"all"``: W+ proper -- every slot gets its **own** w, x = the concatenation
+  ``[w_0, …, w_{num_ws−1}]`` (d = num_ws·w_dim, e.g. 18·512 = 9 216 at 1024²), sampled as
+  the sample's w repeated (so ``forward(sample_latents(…))`` is the w-space image); the
+  matrix-free Jacobian path (``compute.jacobian: matfree``) is meant for this size.
 * ``truncation`` (ψ, 1.0) and ``truncation_cutoff`` (None = all slots).  In w/wplus
   spaces x is the truncated w ``w_avg + ψ(w − w_avg)``; slots ``≥ cutoff`` receive the
   untruncated ``w_avg + (x − w_avg)/ψ``, so that ``forward(sample_latents(…))`` is exactly
@@ -156,6 +160,13 @@ class StyleGAN2Generator(nn.Module):
         self.image_shape = (net.img_channels, net.img_resolution, net.img_resolution)
         self.space, self.noise = space, noise
         self.latent_dim = self.z_dim if space == "z" else self.w_dim
+        self.per_layer = isinstance(layers, str) and layers == "all"  # W+ with one w per style slot
+        if isinstance(layers, str):
+            if not self.per_layer or space != "wplus":
+                raise GeneratorError(f"generator.params.layers: expected a list of integers, or 'all' with space "
+                                     f"'wplus'; received {layers!r} with space {space!r}")
+            layers = None
+            self.latent_dim = self.num_ws * self.w_dim
 
         if layers is not None:
             if space != "wplus":
@@ -234,6 +245,9 @@ class StyleGAN2Generator(nn.Module):
         """Analysed latent x [n, w_dim] (+ anchor) -> ws [n, num_ws, w_dim] (w / wplus spaces)."""
         if self.space == "z":
             return self.mapping(x)
+        if self.per_layer:  # x = [w_0, …, w_{num_ws−1}]: every slot its own w
+            per = x.reshape(x.shape[0], self.num_ws, self.w_dim)
+            return torch.stack([self._slot(per[:, i], i) for i in range(self.num_ws)], dim=1)
         if anchor is None or self.space == "w":
             anchor = x
         assert_shape(anchor, tuple(x.shape), "anchor")
@@ -260,6 +274,8 @@ class StyleGAN2Generator(nn.Module):
         with torch.no_grad():  # one row at a time: bit-identical whatever the batch
             rows = [self.mapping(zt[i:i + 1], truncation_cutoff=None)[:, 0] for i in range(zt.shape[0])]
         w = torch.cat(rows) if rows else torch.zeros((0, self.w_dim), dtype=self._dtype)
+        if self.per_layer:  # W+ over all slots: the sample's w in every slot
+            w = w.repeat(1, self.num_ws)
         return w.to(device="cpu", dtype=torch.float32)
 
     def forward(self, x: Tensor, anchor: Tensor | None = None) -> Tensor:

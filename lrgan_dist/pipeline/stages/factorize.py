@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lrgan_dist.apply.build import pick_device
+from lrgan_dist.core.matfree import compressed_directions
 from lrgan_dist.core.methods import get_method
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_tasks
 from lrgan_dist.spec import JobSpec
@@ -82,10 +83,13 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
     ok = status == DONE
     labels = {m.label: m for m in spec.methods}
     n, d = stop - start, store.layout.d
-    by_region: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    by_region: dict[str, Any] = {}
+    matfree = spec.compute.jacobian == "matfree"  # issue 17: eigenpairs, not Grams
     done = failed = 0
     for region, label, path in groups:
-        if region not in by_region:
+        if region not in by_region and matfree:
+            by_region[region] = _read_matfree(store, region, start, stop, ok, device)
+        elif region not in by_region:
             gi = store.read(f"regions/{region}/gram_in", start, stop)
             go = store.read(f"regions/{region}/gram_out", start, stop)
             # in the store's precision: methods iterate in float64 but read the Grams'
@@ -98,13 +102,14 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
         rank = np.full(n, -1, dtype=np.int32)
         spectrum = np.full((n, d), np.nan, dtype=np.float32)
         st = np.where(status == FAILED, FAILED, PENDING).astype(np.uint8)
-        gi, go = by_region[region]
+        gi, go = (by_region[region]["basis_in"], None) if matfree else by_region[region]
         if gi.shape[0]:
-            res = method(gi, go)
+            res = compressed_directions(m.method, m.params, **by_region[region]) if matfree else method(gi, go)
             v = res.vectors.detach().float().cpu().numpy()
-            vectors[ok] = v
-            rank[ok] = res.rank.detach().cpu().numpy()
-            spectrum[ok] = res.spectrum.detach().float().cpu().numpy()
+            kd = min(v.shape[1], d)  # matfree: [B, k or 2k, d] rows into the [n, d, d] array
+            vectors[ok, :kd] = v[:, :kd]
+            rank[ok] = np.minimum(res.rank.detach().cpu().numpy(), kd)
+            spectrum[ok, :kd] = res.spectrum.detach().float().cpu().numpy()[:, :kd]
             good = np.isfinite(v[:, 0, :]).all(axis=1) | (rank[ok] == 0)
             st_ok = np.where(good, DONE, FAILED).astype(np.uint8)
             st[ok] = st_ok
@@ -122,6 +127,16 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
         failed += int((st == FAILED).sum())
     return {"unit": unit, "done": done, "failed": failed, "seconds": time.perf_counter() - t0,
             "peak_rss_mb": _peak_rss_mb()}
+
+
+def _read_matfree(store: Store, region: str, start: int, stop: int, ok: np.ndarray, device: Any) -> dict[str, Any]:
+    """The matrix-free arrays of one chunk and region (samples ``ok``) as compressed_directions' kwargs."""
+    out: dict[str, Any] = {}
+    for key in ("basis_in", "eig_in", "basis_out", "eig_out", "union_in", "union_out"):
+        path = f"regions/{region}/{key}"
+        if path in store.group:
+            out[key] = torch.as_tensor(store.read(path, start, stop)[ok], device=device)
+    return out
 
 
 def plan(ctx: StageContext) -> tuple[list[Group], list[Unit]]:

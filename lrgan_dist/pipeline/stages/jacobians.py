@@ -158,6 +158,8 @@ class JacobianWorker:
         x = job_latents(spec, self.generator, idx)  # [n, d]: drawn, or the spec's file / seeds
         n = len(idx)
         masks = self._unit_masks(x, start, stop)  # [R, (n,) h, w]
+        if spec.compute.jacobian == "matfree":  # issue 17: eigenpairs instead of Grams
+            return self._run_matfree(unit, x, masks, t0)
         gd = np.float64 if L.gram_dtype == "float64" else np.float32
         R, d, (h, w) = len(L.regions), L.d, L.grid
         gram_in = np.full((n, R, d, d), np.nan, dtype=gd)
@@ -208,6 +210,83 @@ class JacobianWorker:
                           time.perf_counter() - t0, self.name)
 
 
+    def _run_matfree(self, unit: tuple[int, int], x: torch.Tensor, masks: torch.Tensor, t0: float) -> UnitResult:
+        """compute.jacobian: matfree -- per region the top-k eigenpairs of M_R and M_B, their
+        certificates and the union projections (:func:`lrgan_dist.core.matfree.region_subspaces`);
+        no J, no Grams. Arrays: ``regions/<r>/{basis,eig,residual,union}_{in,out}``."""
+        from lrgan_dist.core.matfree import region_subspaces
+
+        start, stop = unit
+        L, spec = self.layout, self.spec
+        cfg = matfree_config(spec, L.d)
+        n, R, d, k = stop - start, len(L.regions), L.d, cfg.k
+        arrays = {f"{a}_{side}": np.full((n, R, *shape), np.nan, dtype=np.float32)
+                  for side in ("in", "out") for a, shape in (("basis", (k, d)), ("eig", (k,)), ("residual", (k,)),
+                                                             ("union", (2 * k, 2 * k)))}
+        previews = np.zeros((n, *L.preview_hw, 3), dtype=np.uint8)
+        status = np.full(n, FAILED, dtype=np.uint8)
+        errors = [""] * n
+        for b0 in range(0, n, self.batch):
+            b1 = min(n, b0 + self.batch)
+            mb = masks[:, b0:b1] if masks.ndim == 4 else masks
+            try:
+                res = region_subspaces(self.generator, x[b0:b1].to(self.device), mb.to(self.device), L.grid,
+                                       spec.grid.channels, cfg, sample_ids=range(start + b0, start + b1))
+            except Exception as exc:  # noqa: BLE001 - a sample failure must not kill the unit
+                for i in range(b0, b1):
+                    errors[i] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                continue
+            previews[b0:b1] = to_uint8_preview(res.images, tuple(self.generator.image_range),
+                                               max_size=max(L.preview_hw))
+            for key in arrays:
+                val = getattr(res, key)
+                if val is not None:
+                    arrays[key][b0:b1] = val.numpy()
+            ok = res.finite.numpy().astype(bool)
+            for j in range(b1 - b0):
+                status[b0 + j] = DONE if ok[j] else FAILED
+                if not ok[j]:
+                    errors[b0 + j] = "non-finite values (NaN/Inf) in the image or eigenpairs (empty region or rest?)"
+        data: dict[str, np.ndarray] = {"latents": x.numpy().astype(np.float32), "images": previews}
+        for r_i, r in enumerate(L.regions):
+            if r in self.parts:
+                data[f"regions/{r}/mask"] = masks[r_i].numpy().astype(np.float32)
+            for key, arr in arrays.items():
+                if key.startswith("union") and not cfg.union:
+                    continue
+                data[f"regions/{r}/{key}"] = arr[:, r_i]
+        self.store.write_unit(start, stop, data, status, errors)
+        return UnitResult(start, stop, int((status == DONE).sum()), int((status == FAILED).sum()),
+                          time.perf_counter() - t0, self.name)
+
+
+def matfree_config(spec: JobSpec, d: int) -> Any:
+    """The spec's :class:`lrgan_dist.core.matfree.MatFreeConfig` for latent size d (k ≤ d, 2k ≤ d for
+    the union of LowRankGAN; the union is computed only when a method needs it)."""
+    from lrgan_dist.core.matfree import MatFreeConfig
+
+    c = spec.compute
+    k = max(1, min(c.k, d))
+    union = any(m.method == "lowrankgan" for m in spec.methods)
+    return MatFreeConfig(k=k, oversample=max(0, min(c.oversample, d - k)), max_blocks=c.matfree_blocks,
+                         tol=c.matfree_tol, chunk=c.jvp_chunk, union=union, seed=spec.samples.seed)
+
+
+def ensure_matfree_arrays(store: Store, spec: JobSpec) -> None:
+    """Create the matrix-free arrays (store/layout.py rows ``matfree_*``) in the driver, once."""
+    if spec.compute.jacobian != "matfree":
+        return
+    cfg = matfree_config(spec, store.layout.d)
+    for r in store.layout.regions:
+        for side in ("in", "out"):
+            for name, sym in (("basis", {"k": cfg.k}), ("eig", {"k": cfg.k}), ("residual", {"k": cfg.k}),
+                              *((("union", {"u": 2 * cfg.k}),) if cfg.union else ())):
+                path = f"regions/{r}/{name}_{side}"
+                if path not in store.group:
+                    store.create_array(path, **sym)
+
+
 # ----------------------------------------------------------------------------- stage interface
 
 
@@ -227,6 +306,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         nonlocal computed
         computed += res.stop - res.start
 
+    ensure_matfree_arrays(ctx.store, ctx.spec)
     out = run_actors(ctx, JacobianWorker, (ctx.spec, ctx.store.uri, ctx.resources.threads, ctx.hooks), units,
                      NAME, weight=lambda u: u[1] - u[0], on_result=on_result)
     return {"units": len(units), "computed": computed, "actors": out["actors"], "restarts": out["restarts"],
