@@ -14,10 +14,11 @@ from typing import Any, Callable, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="LowRankGAN local-edit directions as a distributed batch analysis (Ray + zarr).")
 
-_STATE = {"debug": False}
+_STATE: dict[str, Any] = {"debug": False, "verbosity": 0}
 
 
 def _bad_input_types() -> tuple[type, ...]:
@@ -32,9 +33,6 @@ def _bad_input_types() -> tuple[type, ...]:
         types.append(RegionError)
     except ImportError:  # pragma: no cover
         pass
-    from lrgan_dist.landmarks import LandmarkError  # mediapipe missing, bad landmark set: exit 2
-
-    types.append(LandmarkError)
     return tuple(types)
 
 
@@ -59,9 +57,36 @@ def _run(fn: Callable[[], Any]) -> Any:
         raise typer.Exit(2 if bad else 1)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from lrgan_dist import __version__
+
+        typer.echo(f"lrgan-dist {__version__}")
+        raise typer.Exit(0)
+
+
+def setup_logging(verbosity: int) -> None:
+    """``-q`` → warnings only, default → info, ``-v`` → debug; timestamped lines on stderr
+    (a remote job's log shows when each line was written)."""
+    import logging
+
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
+    logging.getLogger("lrgan_dist").setLevel(level)
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log detail (debug) on stderr."),
+) -> None:
     _STATE["debug"] = debug
+    _STATE["verbosity"] = -1 if quiet else verbose
+    setup_logging(-1 if quiet else verbose)
 
 
 @app.command()
@@ -77,7 +102,10 @@ def validate(job: Path = typer.Argument(..., help="Job spec YAML.")) -> None:
 def submit(
     job: Path = typer.Argument(..., help="Job spec YAML."),
     store: Optional[str] = typer.Option(None, "--store", help="Store URI (directory or s3://…); overrides store.uri."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray address: local (default), auto, ray://host:10001."),
+    address: Optional[str] = typer.Option(
+        None, "--address",
+        help="Ray address: local (default: an embedded Ray on this machine), auto, HOST:PORT, ray://HOST:10001 "
+             "(Ray Client), or http://HEAD:8265 (submit the driver as a Ray Job through the Jobs API)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Override samples.count."),
     actors: Optional[int] = typer.Option(None, "--actors", help="Override compute.actors."),
     stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages (default: all)."),
@@ -88,6 +116,8 @@ def submit(
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
     report_dir: Optional[str] = typer.Option(None, "--report", help="Report directory (default: <store>-report)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write the report after the transfer stage."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Print units, actors, resources and the bytes the store will hold; write nothing."),
     verify: bool = typer.Option(False, "--verify",
                                 help="Decode every chunk of an existing store before work (default: a cheap scan "
                                      "of status, chunk presence and sizes, and metadata)."),
@@ -100,6 +130,10 @@ def submit(
     def go() -> dict[str, Any]:
         spec = load_spec(job).with_overrides(store=store, samples=samples, actors=actors)
         st = parse_stages(stages)
+        if dry_run:
+            from lrgan_dist.pipeline.plan import dry_run as plan_dry_run
+
+            return {"dry_run": plan_dry_run(spec, address, st)}
         if address and address.startswith(("http://", "https://")):
             return {"remote": _submit_remote(job, address)}
         if detach:
@@ -118,7 +152,10 @@ def submit(
         for flag, val in (("--store", store), ("--samples", samples), ("--actors", actors), ("--stages", stages)):
             if val is not None:
                 extra += [flag, str(val)]
+        if report_dir is not None:
+            extra += ["--report", report_dir]
         extra += ["--fresh"] * fresh + ["--retry-failed"] * retry_failed + ["--json"] * as_json
+        extra += ["--no-report"] * no_report + ["--verify"] * verify + ["--no-progress"] * no_progress
         job_id = submit_job(job, address, extra)
         if detach:
             return {"job_id": job_id, "status": "SUBMITTED"}
@@ -127,9 +164,12 @@ def submit(
         return {"job_id": job_id, "status": status}
 
     report = _run(go)
+    if "dry_run" in report:
+        typer.echo(json.dumps(report["dry_run"], indent=2) if as_json else _format_dry_run(report["dry_run"]))
+        return
     if "remote" in report:
         r = report["remote"]
-        typer.echo(json.dumps(r) if as_json or detach else f"job {r['job_id']}: {r['status']}")
+        typer.echo(json.dumps(r) if as_json else f"job {r['job_id']}: {r['status']}")
         if r["status"] not in ("SUCCEEDED", "SUBMITTED"):
             raise typer.Exit(1)
         return
@@ -329,6 +369,43 @@ def logs(
         _run(lambda: follow_logs(job_id, addr))
     else:
         typer.echo(_run(lambda: job_logs(job_id, addr)), nl=False)
+
+
+@app.command()
+def export(
+    store: str = typer.Argument(..., help="Store URI."),
+    region: str = typer.Option(..., "--region", help="Region name."),
+    method: str = typer.Option(..., "--method", help="Method label (label@hash8 for an older parameter set)."),
+    fmt: str = typer.Option("reference", "--format", help="reference: one [k, d] .npy per sample (LowRankGAN/ReSeFa)."),
+    out: Path = typer.Option(..., "--out", help="Output directory."),
+    sample: Optional[str] = typer.Option(None, "--sample", help="Sample indices (default: all done), e.g. 0-7."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest (without the spec) as JSON."),
+) -> None:
+    """Export directions for other tools: OUT/<region>/<label>/sample_<i>.npy [k, d], latents.npy, manifest.json."""
+    from lrgan_dist.apply.export import export_reference
+    from lrgan_dist.apply.render import parse_seeds
+
+    res = _run(lambda: export_reference(store, region, method, out,
+                                        samples=list(parse_seeds(sample)) if sample else None, fmt=fmt))
+    if as_json:
+        typer.echo(json.dumps(res, indent=2, default=str))
+    else:
+        typer.echo(f"exported {res['exported']} samples of {region}/{method} to {res['out']} (manifest.json)")
+
+
+def _format_dry_run(r: dict[str, Any]) -> str:
+    res = r["resources_per_actor"]
+    lines = [
+        f"dry run (nothing written): store {r['store']}, address {r['address']}",
+        f"samples:   {r['samples']} (d = {r['latent_dim']}, image {r['image_shape']}, grid {r['grid']})",
+        f"units:     jacobians {r['units']['jacobians']} (chunks of {r['chunk_samples']}), "
+        f"factorize {r['units']['factorize']}",
+        f"actors:    {r['actors']} x (CPU {res['CPU']}, GPU {res['GPU']}, torch threads {res['torch_threads']}) "
+        f"-- {r['resources_from']}",
+        f"store:     {r['store_bytes_human']} uncompressed in {len(r['arrays'])} arrays "
+        f"(not estimated: {', '.join(r['not_estimated']) or '-'})",
+    ]
+    return "\n".join(lines)
 
 
 def _format_inspect(info: dict[str, Any]) -> str:

@@ -88,3 +88,23 @@ def test_import_is_light_and_api_is_documented():
     assert spec.samples.count == 64
     with pytest.raises(AttributeError):
         lrgan_dist.no_such_thing  # noqa: B018
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    store = tmp_path / "never.zarr"
+    proc = cli("submit", str(ROOT / "jobs" / "quickstart.yaml"), "--dry-run", "--json", "--store", str(store))
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["dry_run"] and r["samples"] == 64 and r["units"]["jacobians"] == 8
+    assert r["actors"] >= 1 and set(r["resources_per_actor"]) == {"CPU", "GPU", "torch_threads"}
+    by = {a["path"]: a for a in r["arrays"]}
+    assert by["latents"]["bytes"] == 64 * 64 * 4
+    assert r["store_bytes"] == sum(a["bytes"] for a in r["arrays"]) > 0
+    assert not store.exists()
+    proc = cli("submit", str(ROOT / "jobs" / "quickstart.yaml"), "--dry-run", "--store", str(store))
+    assert proc.returncode == 0 and "nothing written" in proc.stdout and not store.exists()
+
+
+def test_quiet_verbose_accepted():
+    assert cli("-q", "validate", str(ROOT / "jobs" / "quickstart.yaml")).returncode == 0
+    assert cli("-vv", "validate", str(ROOT / "jobs" / "quickstart.yaml")).returncode == 0

@@ -141,10 +141,32 @@ def test_submit_six_own_latents_synthetic_and_render_png(tmp_path):
     lat = np.random.default_rng(5).standard_normal((6, 64)).astype(np.float32)
     np.save(tmp_path / "six.npy", lat)
     p = _spec(tmp_path, {"latents": "six.npy"})
-    proc = cli("submit", str(p), "--stages", "jacobians,factorize", "--no-report", "--no-progress")
+    proc = cli("submit", str(p), "--report", str(tmp_path / "rep"), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     st = _dirs(str(tmp_path / "store.zarr"), 6)
     np.testing.assert_array_equal(st.read("latents"), lat)
+    # the report's parquet files carry the store fingerprint and the spec
+    import json
+
+    import pandas as pd
+
+    attrs = pd.read_parquet(tmp_path / "rep" / "transfer.parquet").attrs
+    assert attrs["lrgan_dist_fingerprint"] == st.fingerprint
+    assert json.loads(attrs["lrgan_dist_spec"])["samples"]["count"] == 6
+    # export in the reference layout: [k, d] per sample and region
+    proc = cli("export", str(tmp_path / "store.zarr"), "--region", "eyes_mask", "--method", "lowrankgan",
+               "--format", "reference", "--out", str(tmp_path / "ref"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    man = json.loads((tmp_path / "ref" / "manifest.json").read_text())
+    assert man["fingerprint"] == st.fingerprint and len(man["samples"]) == 6
+    rank = np.asarray(st.group["directions/eyes_mask/lowrankgan/rank"][:])
+    for e in man["samples"]:
+        v = np.load(tmp_path / "ref" / e["file"])
+        assert v.shape == (rank[e["sample"]], 64) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
+    np.testing.assert_array_equal(np.load(tmp_path / "ref" / "latents.npy"), lat)
+    proc = cli("export", str(tmp_path / "store.zarr"), "--region", "nose", "--method", "lowrankgan",
+               "--out", str(tmp_path / "ref2"))
+    assert proc.returncode == 2 and "--region" in proc.stderr and "eyes_mask" in proc.stderr
     proc = cli("render", str(p), "--png", str(tmp_path / "png"), "--seeds", "0-5")
     assert proc.returncode == 0, proc.stderr
     pngs = sorted((tmp_path / "png").glob("*.png"))

@@ -202,6 +202,14 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
     sim_samples = (tattrs.get("similarity") or {}).get("samples")
     bvm = box_vs_mask(st, df, samples=sim_samples)
 
+    # Provenance in the parquet files' metadata (pandas writes DataFrame.attrs as the
+    # PANDAS_ATTRS schema key; pd.read_parquet(...).attrs gives them back): which store
+    # (fingerprint) and which resolved job spec the rows come from.
+    from lrgan_dist import __version__ as _v
+
+    for _t in (df, realized):
+        _t.attrs.update({"lrgan_dist_store": str(st.uri), "lrgan_dist_fingerprint": st.fingerprint,
+                         "lrgan_dist_version": _v, "lrgan_dist_spec": json.dumps(st.spec, default=str)})
     df.to_parquet(out / "transfer.parquet", index=False)
     paths["transfer.parquet"] = str(out / "transfer.parquet")
     paths["transfer.csv"] = str(_write_table(df, out / "transfer.csv"))
