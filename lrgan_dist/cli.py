@@ -33,6 +33,9 @@ def _bad_input_types() -> tuple[type, ...]:
         types.append(RegionError)
     except ImportError:  # pragma: no cover
         pass
+    from lrgan_dist.landmarks import LandmarkError  # mediapipe missing, bad landmark set: exit 2
+
+    types.append(LandmarkError)
     return tuple(types)
 
 
