@@ -9,6 +9,7 @@ magnitude entry of every row is positive) so results are deterministic.
 Methods (each class docstring gives its equation and reference):
 
 * ``lowrankgan``   — Zhu et al., "Low-Rank Subspaces in GANs", NeurIPS 2021.
+* ``projected_svd`` — LOCO-Edit's rule (Chen et al., NeurIPS 2024): no RPCA.
 * ``resefa``       — Zhu et al., "Region-Based Semantic Factorization in GANs", ICML 2022.
 * ``jacobian_svd`` — top eigenvectors of M_R (ablation: no null-space projection).
 * ``ganspace``     — Härkönen et al., "GANSpace", NeurIPS 2020 (population only).
@@ -20,6 +21,7 @@ fingerprint of the name and parameters (sha256 of their sorted JSON).
 from lrgan_dist.core.methods.ganspace import GANSpace
 from lrgan_dist.core.methods.jacobian_svd import JacobianSVD
 from lrgan_dist.core.methods.lowrankgan import LowRankGAN
+from lrgan_dist.core.methods.projected_svd import ProjectedSVD
 from lrgan_dist.core.methods.registry import (
     DirectionResult,
     Method,
@@ -37,6 +39,7 @@ __all__ = [
     "get_method",
     "available_methods",
     "LowRankGAN",
+    "ProjectedSVD",
     "ReSeFa",
     "JacobianSVD",
     "GANSpace",
