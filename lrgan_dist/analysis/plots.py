@@ -98,6 +98,8 @@ def plot_lambda_sweep(sweep: pd.DataFrame) -> Any:
         rank = g["mean_rank_R"] if "mean_rank_R" in g and g["mean_rank_R"].notna().all() else g["mean_rank"]
         a1.plot(g["lam"], rank, "o-", label=region)
         a2.plot(g["lam"], g["cross_locality"], "o-", label=f"{lab} (linearized)")
+        if "cross_baseline" in g and g["cross_baseline"].notna().any():
+            a2.plot(g["lam"], g["cross_baseline"], ":", color="grey", label=f"{lab} (random direction)")
         if g["realized_cross_locality"].notna().any():
             a2.plot(g["lam"], g["realized_cross_locality"], "s--", label=f"{lab} (realized)")
     for a in (a1, a2):
@@ -105,7 +107,7 @@ def plot_lambda_sweep(sweep: pd.DataFrame) -> Any:
         a.set_xlabel("λ")
         a.legend(fontsize=7)
     a1.set_ylabel("mean rank of L_R")
-    a2.set_ylabel("cross-image locality")
+    a2.set_ylabel("cross-image locality (share)")
     fig.suptitle("LowRankGAN λ sweep", fontsize=9)
     fig.tight_layout()
     return fig

@@ -82,7 +82,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from lrgan_dist.core.shapes import assert_shape as _check
 from lrgan_dist.core.subspaces import INERT_FRAC
+from lrgan_dist.core.subspaces import _f64 as _as_f64
 
 if TYPE_CHECKING:
     import torch
@@ -108,19 +110,6 @@ __all__ = [
     "rankdata",
     "spearman",
 ]
-
-
-def _as_f64(a: Any) -> np.ndarray:
-    if hasattr(a, "detach"):  # a torch tensor, without importing torch here
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=np.float64)
-
-
-def _check(a: np.ndarray, shape: Sequence[int | None], name: str) -> None:
-    got = tuple(a.shape)
-    if len(got) != len(shape) or any(s is not None and g != s for g, s in zip(got, shape)):
-        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
-        raise ValueError(f"{name}: expected shape {want}, received {list(got)}")
 
 
 # ----------------------------------------------------------------------------- quadratic forms
