@@ -1,4 +1,4 @@
-"""``lrgan-dist`` command line (DESIGN.md §5): parse → call the library → print.
+"""``lrgan-dist`` command line (README and docs/spec.md): parse → call the library → print.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad input (the message names the field or
 file, what was received and what was expected). Progress bars go to stderr,

@@ -1,6 +1,6 @@
 """Per-sample semantic regions from face landmarks (MediaPipe Face Mesh), rasterised on the analysis grid.
 
-DESIGN.md §7: regions on real generated faces come from a landmark detector whose model
+docs/spec.md: regions on real generated faces come from a landmark detector whose model
 ships inside its wheel, run per sample, with a per-sample detection flag (no detection ->
 all-zero mask, ``found = False`` and a reason; the pipeline scores no region for it).
 

@@ -1,4 +1,4 @@
-"""Region definitions -> masks on the analysis grid (DESIGN.md §1).
+"""Region definitions -> masks on the analysis grid (README "Concepts").
 
 LowRankGAN (Zhu et al., NeurIPS 2021, §3.1) splits the image into a region of
 interest R and the rest B = 1 - R; the Gram matrices of J restricted to R and to B

@@ -42,7 +42,7 @@ realized_locality   float32   realized locality (share) at the smallest |α| (Na
 
 Energies are per unit step² of the latent, in squared image units on the analysis
 grid (channels summed with ``grid.channels: rgb``), per pixel because the stored Grams
-are normalized by ΣR and ΣB (DESIGN.md §1).
+are normalized by ΣR and ΣB (README "Concepts").
 
 ``load_realized(store)`` — one row per rendered (pair, group, scored_on, direction,
 strength): the columns source … self_pair, carrying, inert as above plus ``strength``

@@ -1,7 +1,7 @@
-"""Apply stored directions and render edit grids (DESIGN.md §1 "Edits", §5 ``lrgan-dist edit``).
+"""Apply stored directions and render edit grids (README "Concepts" and ``lrgan-dist edit``).
 
 An edit moves a sample's latent along a unit direction found by a method,
-``x' = x_j + α·D_k`` (LowRankGAN, Zhu et al., NeurIPS 2021; DESIGN.md §1 "Edits"); with
+``x' = x_j + α·D_k`` (LowRankGAN, Zhu et al., NeurIPS 2021; README "Concepts"); with
 LowRankGAN's null-space projection the change stays inside the region without any
 spatial mask at edit time. The direction comes from the sample itself
 (``source=None``) or from another sample ``source`` — the *transfer* case of the

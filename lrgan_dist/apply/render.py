@@ -1,4 +1,4 @@
-"""Render a job's generator to an ``.npz`` (the library behind ``lrgan-dist render``, DESIGN.md §5).
+"""Render a job's generator to an ``.npz`` (the library behind ``lrgan-dist render``, README and docs/spec.md).
 
 Two sources of latents:
 

@@ -1,4 +1,4 @@
-"""Pure numerics (DESIGN.md §1): Jacobians, Robust PCA, LowRankGAN, methods, subspaces, scores.
+"""Pure numerics (README "Concepts"): Jacobians, Robust PCA, LowRankGAN, methods, subspaces, scores.
 
 Nothing here imports ray, zarr, yaml, the store, the spec or the generators; tests
 (tests/core/test_layers.py) and the import contract in pyproject.toml enforce it.

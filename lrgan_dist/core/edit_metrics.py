@@ -18,7 +18,7 @@ axes).  The per-pixel change of an edit ``x0 → x1`` is ``δ_p = mean_c (x1 - x
 * :func:`in_region_change` -- the root-mean-square change inside R, ``sqrt(MSE_in)``
   (in image-range units: what the edit does to the region).
 * :func:`realized_locality` -- the share of the total change inside R,
-  ``Σ_p R_p δ_p / Σ_p δ_p`` (DESIGN.md §1's locality share, measured on the rendered edit
+  ``Σ_p R_p δ_p / Σ_p δ_p`` (the locality share of README "Concepts", measured on the rendered edit
   instead of to first order; 1 = the whole change is in R).
 * :func:`grassmann_distance` -- Local Basis (Choi et al., "Do Not Escape From the
   Manifold: Discovering the Local Coordinates on the Latent Space of GANs", ICLR 2022,

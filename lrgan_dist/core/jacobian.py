@@ -1,4 +1,4 @@
-"""Forward-mode region Jacobians and Gram matrices (DESIGN.md §1).
+"""Forward-mode region Jacobians and Gram matrices (README "Concepts").
 
 Implements the quantities of LowRankGAN (Zhu et al., "Low-Rank Subspaces in GANs",
 NeurIPS 2021, §3.1, Eq. (2)-(3)): for a generator ``G: x ∈ R^d -> y ∈ R^{C×H×W}``
@@ -77,7 +77,7 @@ _GRAM_BLOCK_ELEMS = 1 << 24
 
 
 def default_grid(image_shape: tuple[int, int, int], max_side: int = 256) -> tuple[int, int]:
-    """The default analysis grid: square, ``min(H, max_side)`` (DESIGN.md §1)."""
+    """The default analysis grid: square, ``min(H, max_side)`` (README "Concepts")."""
     g = min(int(image_shape[1]), int(max_side))
     return (g, g)
 

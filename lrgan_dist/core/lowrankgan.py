@@ -1,4 +1,4 @@
-"""LowRankGAN steps 2–5 (Zhu et al., NeurIPS 2021, §3.2; DESIGN.md §1): ranks, null space, projection.
+"""LowRankGAN steps 2–5 (Zhu et al., NeurIPS 2021, §3.2; README "Concepts"): ranks, null space, projection.
 
 Given the Robust PCA of both Grams (:mod:`lrgan_dist.core.rpca`, step 1)::
 
@@ -208,7 +208,7 @@ def lowrankgan_directions(M_R: Tensor, M_B: Tensor, cfg: RPCAConfig = RPCAConfig
                           rank_tol: str | float = "numpy", null_clamp: str = "zero",
                           drop_tol: float | str = DROP_TOL, energy_tol: float = INERT_FRAC,
                           precision: torch.dtype | None = None) -> LowRankGANResult:
-    """LowRankGAN (Zhu et al. 2021, §3.2, DESIGN.md §1 steps 1-5) for a batch of regions.
+    """LowRankGAN (Zhu et al. 2021, §3.2, README "Concepts" steps 1-5) for a batch of regions.
 
     M_R, M_B: [B, d, d] (or [d, d]) Grams of the region and of the rest.  Both are factorised
     in one batched :func:`rpca` call; then ``r_R = rank(L_R)``, ``r_B = rank(L_B)``

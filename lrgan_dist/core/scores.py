@@ -1,12 +1,12 @@
 """Cross-image generalization of local editing directions: the numerics (no Ray, no zarr).
 
 LowRankGAN (Zhu et al., "Low-Rank Subspaces in GANs", NeurIPS 2021: low-rank
-factorization of the region Jacobian and null-space projection, DESIGN.md §1) finds,
+factorization of the region Jacobian and null-space projection, README "Concepts") finds,
 at one sample x_i, directions v that change a region R and (to first order) leave the
 rest B = 1 − R unchanged, and claims that they keep doing so at *other* samples x_j,
 even when the region moves. This module scores such transfers.
 
-Per-pixel normalization (used throughout and by the stored Grams, DESIGN.md §1)::
+Per-pixel normalization (used throughout and by the stored Grams, README "Concepts")::
 
     M_R = Jᵀ diag(R) J / ΣR           M_B = Jᵀ diag(B) J / ΣB
 
@@ -196,7 +196,7 @@ def locality_share(e_in: Any, e_out: Any, area_in: Any, area_out: Any) -> np.nda
     """Share of the first-order change inside R: ``ΣR·e_in / (ΣR·e_in + ΣB·e_out)`` (broadcast).
 
     e_in, e_out per-pixel energies (``vᵀM_R v``, ``vᵀM_B v`` with the area-normalised Grams
-    of DESIGN.md §1), area_in/area_out ΣR, ΣB. The sum over the grid of ‖J v‖² is
+    of README "Concepts"), area_in/area_out ΣR, ΣB. The sum over the grid of ‖J v‖² is
     ``ΣR·e_in + ΣB·e_out``, so this is the fraction of it that falls inside R.
     """
     E_in = np.asarray(e_in, dtype=np.float64) * np.asarray(area_in, dtype=np.float64)

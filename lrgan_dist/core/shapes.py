@@ -1,4 +1,4 @@
-"""Shape checks at module boundaries (DESIGN.md §9, after stylegan3's ``misc.assert_shape``)."""
+"""Shape checks at module boundaries (docs/architecture.md, after stylegan3's ``misc.assert_shape``)."""
 from __future__ import annotations
 
 from typing import Any, Sequence

@@ -5,7 +5,7 @@ module that needs "the subspace spanned by some directions" or "the directions t
 a sample's region" calls this one (issue 12: one definition of each rule).
 
 * **Region energy** of a unit direction v at a sample: ``vᵀ M_R v`` with the per-pixel
-  normalised Gram ``M_R = Jᵀ diag(R) J / ΣR`` (DESIGN.md §1; Zhu et al. 2021, Eq. 2–3):
+  normalised Gram ``M_R = Jᵀ diag(R) J / ΣR`` (README "Concepts"; Zhu et al. 2021, Eq. 2–3):
   the first-order mean squared change per pixel of R for a unit latent step.
 * **Random-direction energy** ``tr M / d`` = ``E_v[vᵀ M v]`` for v uniform on the unit
   sphere (``E[vvᵀ] = I/d``): the sample's own Jacobian scale.

@@ -4,7 +4,7 @@ Every generator adapter (synthetic, stylegan2, biggan, user modules) exposes the
 small surface so that the Jacobian engine, the Ray actors and the edit renderer never
 special-case a model:
 
-* ``latent_dim``  -- d, the size of the *analysed* latent x (DESIGN.md §1).
+* ``latent_dim``  -- d, the size of the *analysed* latent x (README "Concepts").
 * ``image_shape`` -- (C, H, W) of the generator output.
 * ``image_range`` -- (lo, hi) of pixel values in the generator's own range.
 * ``sample_latents(seed, indices)`` -> x  [n, d] float32; row i depends only on

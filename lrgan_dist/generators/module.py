@@ -1,4 +1,4 @@
-"""``generator.kind: module`` -- any user generator that follows the protocol (DESIGN.md §7).
+"""``generator.kind: module`` -- any user generator that follows the protocol (docs/spec.md).
 
 Parameters (``generator.params``)
 ---------------------------------

@@ -1,7 +1,7 @@
 """Built-in synthetic generator: a differentiable procedural face with known latent structure.
 
 ``kind: synthetic`` is the embedded default generator (``jobs/quickstart.yaml``) and the
-ground truth against which every claim of the method is checked (DESIGN.md §6).  It
+ground truth against which every claim of the method is checked (docs/spec.md).  It
 needs no download and no GPU.
 
 Model

@@ -1,6 +1,6 @@
 """Run a job: open/create the store, run the requested stages on Ray, summarise.
 
-    submit ──► jacobians ──► factorize ──► population ──► transfer ──► previews ──► report   (DESIGN.md §2)
+    submit ──► jacobians ──► factorize ──► population ──► transfer ──► previews ──► report   (docs/architecture.md)
 
 The one scheduler: every stage is a module of :mod:`lrgan_dist.pipeline.stages` with
 ``plan(ctx)`` (the pending work units, from the store) and ``run(ctx)`` (schedule them

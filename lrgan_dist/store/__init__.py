@@ -1,4 +1,4 @@
-"""The zarr store (DESIGN.md §4): the only layer that imports zarr."""
+"""The zarr store (docs/architecture.md): the only layer that imports zarr."""
 from lrgan_dist.store.layout import TABLE, ArraySpec, Layout
 from lrgan_dist.store.zarrstore import DONE, FAILED, PENDING, Store, StoreError, create_array, diagnostic_fill
 

@@ -1,4 +1,4 @@
-"""The store layout as one declarative table (DESIGN.md §4, a contract).
+"""The store layout as one declarative table (docs/architecture.md, a contract).
 
 Every array any stage creates is one :class:`ArraySpec` row of :data:`TABLE`: its path
 template, geometry (shape and chunks as symbols bound from the store's :class:`Layout`

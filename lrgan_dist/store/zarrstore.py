@@ -1,4 +1,4 @@
-"""The zarr v3 store: provenance, status, resume, result groups (DESIGN.md §4, a contract).
+"""The zarr v3 store: provenance, status, resume, result groups (docs/architecture.md, a contract).
 
 The arrays themselves -- paths, geometry, dtypes, fill values, dimension names and
 attributes -- are declared once in :mod:`lrgan_dist.store.layout` (``TABLE``); this

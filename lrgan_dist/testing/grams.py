@@ -7,7 +7,7 @@ Used by ``tests/core/test_rpca_lowrankgan.py`` and ``bench/bench_rpca.py`` (one 
   time in numpy;
 * :func:`np_lowrankgan` — the paper's ``compute_directions.py`` steps 2-5 (ranks, principal
   directions, null space of L_B, projection) from given low-rank parts;
-* :func:`structured_grams` — a Gram pair (M_R, M_B) of a structured Jacobian (DESIGN.md §6-like);
+* :func:`structured_grams` — a Gram pair (M_R, M_B) of a structured Jacobian (like the synthetic generator, docs/spec.md);
 * :func:`row_span`, :func:`min_principal_cos`, :func:`energetic` — comparing direction sets.
 
 Pure numpy (plus the carrying rule of :mod:`lrgan_dist.core.subspaces`).
@@ -58,7 +58,7 @@ def np_lowrankgan(L_R, L_B, relax=0, clamp="zero"):
 
 
 def structured_grams(d, seed, n_parts=5, h=24, w=24, diffuse=0.05, decay=1.0):
-    """Gram pair (M_R, M_B) of a structured Jacobian J [h·w, d] (DESIGN.md §6-like).
+    """Gram pair (M_R, M_B) of a structured Jacobian J [h·w, d] (like the synthetic generator, docs/spec.md).
 
     Each part is a Gaussian blob on the image driven by its own block (3-6 dims) of a random
     orthonormal latent basis, with random per-pixel loadings; a weak diffuse term with a

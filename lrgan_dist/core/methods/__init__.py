@@ -1,4 +1,4 @@
-"""Registry of direction methods computed from region Grams (DESIGN.md §1, "Other methods").
+"""Registry of direction methods computed from region Grams (README "Concepts", "Other methods").
 
 Every method maps a batch of Grams ``gram_in = M_R`` and ``gram_out = M_B`` ([B, d, d],
 symmetric PSD) to a :class:`DirectionResult`: ``vectors`` [B, d, d] float32 unit rows, best

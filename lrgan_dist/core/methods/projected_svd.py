@@ -2,7 +2,7 @@
 
 The rule LOCO-Edit (Chen et al., "Exploring Low-Dimensional Subspaces in Diffusion Models
 for Controllable Image Editing", NeurIPS 2024, §3, Alg. 1) applies to diffusion models,
-transplanted to the Grams of DESIGN.md §1; it is the ablation that tells whether
+transplanted to the Grams of README "Concepts"; it is the ablation that tells whether
 LowRankGAN's Principal Component Pursuit earns its cost.
 
 With eigendecompositions ``M_R = V_R diag(a) V_Rᵀ`` and ``M_B = V_B diag(b) V_Bᵀ``

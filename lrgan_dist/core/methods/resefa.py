@@ -26,7 +26,7 @@ class ReSeFa(Method):
     Maximise the Rayleigh quotient ``vᵀ M_R v / vᵀ B v`` with the regularised rest
     ``B = M_B + ε I``, ``ε = τ · tr(M_B) / d`` (``scale="mean"``: τ times the mean
     eigenvalue of M_B, so τ does not depend on d) or ``ε = τ · tr(M_B)`` (``scale="trace"``,
-    DESIGN.md's literal form); τ = 1e-3.  If M_B is zero, ε falls back to τ times the same
+    the original design note's literal form); τ = 1e-3.  If M_B is zero, ε falls back to τ times the same
     statistic of M_R (and to 1 if both are zero) so B stays definite.  The generalised
     eigenproblem ``M_R v = γ B v`` is solved as a symmetric-definite pencil: ``B = C Cᵀ``
     (Cholesky), ``eigh(C⁻¹ M_R C⁻ᵀ) = U diag(γ) Uᵀ``, ``v = C⁻ᵀ u`` (normalised to unit

@@ -1,4 +1,4 @@
-"""Robust PCA by Principal Component Pursuit, batched in torch (DESIGN.md §1, step 1).
+"""Robust PCA by Principal Component Pursuit, batched in torch (README "Concepts", step 1).
 
 From *Low-Rank Subspaces in GANs* (Zhu et al., NeurIPS 2021, "LowRankGAN", Alg. 1 and
 their ``RobustPCA.py``) and *Robust Principal Component Analysis?* (Candès, Li, Ma &

@@ -1,4 +1,4 @@
-"""Configuration and result types of the Robust PCA solvers (Candès et al. 2011; DESIGN.md §1 step 1)."""
+"""Configuration and result types of the Robust PCA solvers (Candès et al. 2011; README "Concepts" step 1)."""
 from __future__ import annotations
 
 import math

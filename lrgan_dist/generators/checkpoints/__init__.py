@@ -1,6 +1,6 @@
 """Safe loading of StyleGAN2 checkpoints: NVIDIA snapshot pickles and rosinality ``.pt``.
 
-Loading a checkpoint never executes code from the file (DESIGN.md §7, §8) and needs
+Loading a checkpoint never executes code from the file (docs/spec.md) and needs
 neither NVIDIA's sources (``dnnlib``, ``torch_utils``) nor rosinality's installed.
 
 NVIDIA snapshots (stylegan2-ada-pytorch, stylegan3 ``networks_stylegan2``)

@@ -4,11 +4,11 @@ Plan: the store's chunks along the sample axis are the work units; a unit is pen
 while any of its samples has ``status == 0``. A pool of actors, each holding one
 generator replica (one GPU each when the cluster has GPUs), takes units; a worker
 computes every sample of its unit and writes the whole chunk of every array, then
-``status`` last (one writer per chunk, DESIGN.md §4).
+``status`` last (one writer per chunk, docs/architecture.md).
 
 Per sample: latent x_i from ``(seed, i)`` alone; image and J = ∂pool(G(x))/∂x by
 forward mode (:mod:`lrgan_dist.core.jacobian`); the Grams M_R, M_B of every region
-(DESIGN.md §1). A sample whose image, Jacobian or Grams hold NaN/Inf is marked failed
+(README "Concepts"). A sample whose image, Jacobian or Grams hold NaN/Inf is marked failed
 (status 2) with the reason in ``errors``; its arrays keep their NaN fill values.
 
 Stage interface (:mod:`lrgan_dist.pipeline.scheduler`): ``plan(ctx)`` → pending chunks,

@@ -13,7 +13,7 @@ directions v_k, this stage renders ``G(x + s·α_k·v_k)`` for every strength mu
 **Matched edit size.** The step α_k is chosen per (sample, direction) so that the
 first-order image change on the analysis grid is the same for every method::
 
-    ‖J v‖² = vᵀ(ΣR·M_R + ΣB·M_B)v        (M_R, M_B are per-pixel Grams, DESIGN.md §1)
+    ‖J v‖² = vᵀ(ΣR·M_R + ΣB·M_B)v        (M_R, M_B are per-pixel Grams, README "Concepts")
     target = previews.size · median_i sqrt(tr(ΣR·M_R⁽ⁱ⁾ + ΣB·M_B⁽ⁱ⁾)/d)
     α_k    = target / ‖J v_k‖
 

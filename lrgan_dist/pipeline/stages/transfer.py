@@ -1,6 +1,6 @@
 """Transfer stage (map + reduce, Ray): cross-image generalization of local directions.
 
-DESIGN.md §2 "transfer"; the numerics (equations, per-pixel normalization, cost model)
+docs/architecture.md "transfer"; the numerics (equations, per-pixel normalization, cost model)
 live in :mod:`lrgan_dist.core.scores`. LowRankGAN (Zhu et al., NeurIPS 2021) claims
 that directions found at one sample edit the same region at other samples; this stage
 measures that for sources S × targets T × result groups (region, method label) ×
