@@ -15,7 +15,16 @@ drive the direction search.  A region is given as
 * ``preset`` -- a named box, e.g. ``ffhq:eyes`` (:data:`FFHQ_PRESETS`);
 * ``part``   -- a ground-truth part of a generator that exposes
   ``part_masks(x, grid)`` (the synthetic generator), per sample; see
-  :func:`part_masks`.
+  :func:`part_masks`;
+* ``landmarks`` -- a face landmark set (``eyes``, ``left_eye``, ``right_eye``, ``brows``,
+  ``mouth``, ``nose``, ``face``; :data:`lrgan_dist.landmarks.LANDMARK_SETS`) detected per
+  sample on the sample's own rendered image by MediaPipe Face Mesh in the jacobians stage
+  (docs/spec.md), rasterised on the analysis grid as the union of the set's convex hulls,
+  optionally grown by ``dilate`` *analysis-grid* pixels (Minkowski sum with a disc).  A
+  sample without a detected face gets an empty mask, ``found = 0`` and a reason; its
+  Grams for that region stay NaN and it is left out of that region's factorization and
+  scores (the sample stays done for the other regions).  Needs the optional extra
+  ``faces`` (:data:`lrgan_dist.landmarks.FACES_INSTALL`).
 
 Masks are float32 in [0, 1]: shared ``[h, w]`` or per-sample ``[N, h, w]``.  Values
 strictly between 0 and 1 are allowed: a *soft* mask weighs cell p by R_p in M_R and by
@@ -37,6 +46,7 @@ import numpy as np
 
 __all__ = [
     "FFHQ_PRESETS",
+    "LANDMARK_SET_NAMES",
     "PRESETS",
     "REGION_KINDS",
     "RegionSpec",
@@ -49,7 +59,11 @@ __all__ = [
     "validate_mask",
 ]
 
-REGION_KINDS = ("box", "mask", "preset", "part")
+REGION_KINDS = ("box", "mask", "preset", "part", "landmarks")
+#: largest mask image accepted (64 Mpixel): masks are resized to the analysis grid anyway
+MAX_MASK_PIXELS = 1 << 26
+#: landmark set names (lrgan_dist.landmarks.LANDMARK_SETS), kept here so the spec validates without torch
+LANDMARK_SET_NAMES = ("brows", "eyes", "face", "left_eye", "mouth", "nose", "right_eye")
 _UNITS = ("normalized", "pixels")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -94,7 +108,8 @@ class RegionSpec:
     """One region of a job spec — the project's single region type (spec, stages and
     rasteriser all use it); validated on construction.
 
-    Exactly one of ``box``, ``mask``, ``preset``, ``part`` names the region's *kind*.
+    Exactly one of ``box``, ``mask``, ``preset``, ``part``, ``landmarks`` names the region's
+    *kind*; ``dilate`` (analysis-grid pixels, >= 0) goes with ``landmarks`` only.
     ``mask`` is a file path, relative to the job spec's folder until the spec resolves
     it (:meth:`lrgan_dist.spec.JobSpec.region` returns regions with absolute paths);
     ``truth`` names a ground-truth part to score directions against (synthetic).
@@ -110,6 +125,8 @@ class RegionSpec:
     part: str | None = None  # generator ground-truth part (per-sample masks)
     labels: tuple[int, ...] | None = None  # label map → inside = label in labels
     truth: str | None = None  # ground-truth part to score directions against (synthetic)
+    landmarks: str | None = None  # face landmark set, detected per sample (lrgan_dist.landmarks)
+    dilate: float | None = None  # landmarks only: grow the hull by this many analysis-grid pixels (None = 0)
 
     @property
     def kind(self) -> str:
@@ -132,6 +149,15 @@ class RegionSpec:
         if self.labels is not None and self.mask is None:
             raise RegionError(name, "labels applies to a mask file only; expected mask: FILE with labels",
                               field="labels")
+        if self.dilate is not None:
+            if self.landmarks is None:
+                raise RegionError(name, "dilate applies to landmark regions only; expected landmarks: SET with dilate",
+                                  field="dilate")
+            d = self.dilate
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
+                raise RegionError(name, f"received {d!r}; expected a number of analysis-grid pixels >= 0",
+                                  field="dilate")
+            object.__setattr__(self, "dilate", float(d))
         if self.box is not None:
             box = _check_box(name, self.box)
             if self.units == "normalized" and not all(-1e-9 <= v <= 1 + 1e-9 for v in box):
@@ -156,6 +182,11 @@ class RegionSpec:
             if self.preset not in names:
                 raise RegionError(name, f"unknown preset {self.preset!r}{_suggest(self.preset, names)}; "
                                         f"expected one of {names}", field="preset")
+        elif self.landmarks is not None:
+            if self.landmarks not in LANDMARK_SET_NAMES:
+                raise RegionError(name, f"unknown landmark set {self.landmarks!r}"
+                                        f"{_suggest(str(self.landmarks), list(LANDMARK_SET_NAMES))}; "
+                                        f"expected one of {list(LANDMARK_SET_NAMES)}", field="landmarks")
         elif not isinstance(self.part, str) or not self.part:
             raise RegionError(name, f"received {self.part!r}; expected a part name", field="part")
 
@@ -300,11 +331,19 @@ def validate_mask(
 
 
 def _load_png(path: Path, name: str, labels: tuple[int, ...] | None) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        mode = im.mode
-        arr = np.asarray(im)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_MASK_PIXELS:  # checked before decoding: a small PNG can inflate to gigabytes
+                raise RegionError(name, f"{path}: a {w}x{h} image ({w * h} pixels); expected a mask of at most "
+                                        f"{MAX_MASK_PIXELS} pixels")
+            mode = im.mode
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise RegionError(name, f"{path}: cannot read as a PNG image ({type(exc).__name__}: {exc}); "
+                                "expected a valid .png mask") from None
     if mode == "1":
         values = arr.astype(np.float64)
         return np.isin(values, labels).astype(np.float64) if labels else values
@@ -334,12 +373,15 @@ def _load_png(path: Path, name: str, labels: tuple[int, ...] | None) -> np.ndarr
 
 def _load_mask_file(cfg: RegionSpec) -> np.ndarray:
     path = Path(str(cfg.mask)).expanduser()
+    if path.exists() and not path.is_file():
+        raise RegionError(cfg.name, f"mask {str(path)!r} is not a regular file (a FIFO or device?); expected a "
+                                    ".npy or .png file")
     if not path.is_file():
         raise RegionError(cfg.name, f"mask file not found: {str(path)!r}")
     if path.suffix.lower() == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError) as exc:
             raise RegionError(cfg.name, f"cannot read {str(path)!r} as a .npy array: {exc}") from None
         if cfg.labels:
             return np.isin(arr, cfg.labels).astype(np.float64)
@@ -396,6 +438,10 @@ def region_mask(
                 )
             arr = arr[:n_samples]
         m = resize_mask(arr, (h, w))
+    elif cfg.kind == "landmarks":
+        raise RegionError(
+            cfg.name, "kind 'landmarks' is detected per sample on rendered images: use lrgan_dist.landmarks.landmark_masks"
+        )
     elif cfg.kind == "part":
         raise RegionError(
             cfg.name, "kind 'part' needs the generator: use regions.part_masks(cfg, generator, x, grid)"

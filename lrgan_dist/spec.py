@@ -13,7 +13,7 @@ Sections (see README "Job spec reference" for every key and default)::
     samples:   {count, seed | latents, space | seeds}   latent i from (seed, i), row i of a
                                                  .npy file, or NVIDIA seed i (see SamplesSpec)
     grid:      {resolution, channels}            analysis grid h = w = resolution
-    regions:   {NAME: {box | mask | preset | part, units, labels}}
+    regions:   {NAME: {box | mask | preset | part | landmarks, units, labels, dilate}}
     methods:   {LABEL: {method, ...params}}      LABEL defaults to the method name
     compute:   {actors, batch_size, gpus_per_actor, torch_threads, jvp_chunk,
                 keep_jacobians, gram_dtype}
@@ -294,11 +294,29 @@ def load_spec(path: str | Path) -> JobSpec:
     except yaml.YAMLError as exc:
         raise SpecError("", f"malformed YAML: {exc}", source=str(path)) from None
     try:
-        return parse_spec(raw, base_dir=str(path.resolve().parent))
+        spec = parse_spec(raw, base_dir=str(path.resolve().parent))
     except SpecErrors as exc:
         raise SpecErrors(exc.errors, source=str(path)) from None
     except SpecError as exc:
         raise SpecError(exc.field, str(exc)[len(exc.field) + 2 :] if exc.field else str(exc), source=str(path)) from None
+    check_region_runtime(spec)
+    return spec
+
+
+def check_region_runtime(spec: JobSpec) -> None:
+    """A user's job that asks for landmark regions needs MediaPipe Face Mesh importable
+    (the optional extra ``faces``): raise :class:`lrgan_dist.landmarks.LandmarkError`
+    (CLI exit 2) naming the region and the install command.  Only for job files: a spec
+    read back from a store is never checked (reading a store needs no detector)."""
+    lm = [r.name for r in spec.regions if r.landmarks is not None]
+    if not lm:
+        return
+    from lrgan_dist.landmarks import LandmarkError, _import_face_mesh
+
+    try:
+        _import_face_mesh()
+    except LandmarkError as exc:
+        raise LandmarkError(f"regions.{lm[0]}.landmarks: {exc}") from None
 
 
 _FRACTION = re.compile(r"\s*\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*")

@@ -77,13 +77,14 @@ class Layout:
     per_sample_masks: tuple[str, ...]
     gram_dtype: str
     keep_jacobians: bool
+    landmark_regions: tuple[str, ...] = ()  # per-sample masks detected on the rendered image (found/reason)
 
     def to_json(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Layout":
-        tup = {"image_shape", "preview_hw", "grid", "regions", "per_sample_masks"}
+        tup = {"image_shape", "preview_hw", "grid", "regions", "per_sample_masks", "landmark_regions"}
         return cls(**{k: (tuple(v) if k in tup else v) for k, v in d.items()})
 
     def chunks(self) -> list[tuple[int, int]]:
@@ -178,6 +179,13 @@ _SAMPLE_TABLE: tuple[ArraySpec, ...] = (
     ArraySpec("region_mask_per_sample", "regions/{region}/mask", ("n", "h", "w"), ("chunk", "h", "w"), "f4",
               np.nan, ("sample", "row", "col"), "per-sample region mask R on the analysis grid", "jacobians",
               presence=True, per_sample=True, when="per_sample_mask"),
+    ArraySpec("region_found", "regions/{region}/found", ("n",), ("chunk",), "u1", 0, ("sample",),
+              "landmark region: 1 when the detector found a face in the sample's own image, 0 when not "
+              "(empty mask, NaN Grams: the sample is left out of this region only)", "jacobians",
+              flags=((0, "no_face"), (1, "found")), per_sample=True, when="landmark_regions"),
+    ArraySpec("region_reason", "regions/{region}/reason", ("n",), ("chunk",), "str", "", ("sample",),
+              "landmark region: why no face was found (empty when found)", "jacobians", per_sample=True,
+              when="landmark_regions"),
     ArraySpec("gram_in", "regions/{region}/gram_in", ("n", "d", "d"), ("chunk", "d", "d"), "gram", np.nan,
               ("sample", "latent_i", "latent_j"), "M_R = J^T diag(R) J per sample (inside the region)",
               "jacobians", presence=True, per_sample=True),
@@ -307,7 +315,7 @@ _PREVIEWS_TABLE: tuple[ArraySpec, ...] = (
       for nm, desc, u in (("jnorm", "first-order image change ||J v|| per unit step (analysis grid)", None),
                           ("energy_in", "v^T M_R v: per-pixel change inside R per unit step^2", None),
                           ("energy_out", "v^T M_B v: per-pixel change outside R per unit step^2", None),
-                          ("locality", "energy_in / (energy_in + energy_out), first order", "1"),
+                          ("locality", "share of the first-order change inside R: area_in*energy_in / ||J v||^2", "1"),
                           ("delta_share", "share of the rendered |dG|^2 inside R at the largest strength", "1"),
                           ("delta_scale", "|dG| that delta value 255 stands for", "image range unit"))),
     ArraySpec("previews_frames", _PV + "frames", ("S", "K", "A", "ph", "pw", 3), (1, "K", "A", "ph", "pw", 3), "u1",

@@ -97,7 +97,9 @@ def _unreadable(key: str, a: int, b: int, why: str) -> str:
 
 def _part_regions(store: Store) -> set[str]:
     regions = store.spec.get("regions", {}) if isinstance(store.spec, dict) else {}
-    return {name for name, r in regions.items() if isinstance(r, dict) and r.get("part") is not None}
+    # ground-truth parts and landmark regions: per-sample masks written by the jacobians stage
+    return {name for name, r in regions.items()
+            if isinstance(r, dict) and (r.get("part") is not None or r.get("landmarks") is not None)}
 
 
 def _stage1_keys(L: Layout, parts: set[str]) -> list[str]:
@@ -105,6 +107,8 @@ def _stage1_keys(L: Layout, parts: set[str]) -> list[str]:
     keys = ["latents", "images", "status", "errors", *(["jacobians"] if L.keep_jacobians else [])]
     for r in L.regions:
         keys += [f"regions/{r}/gram_in", f"regions/{r}/gram_out", *([f"regions/{r}/mask"] if r in parts else [])]
+        if r in L.landmark_regions:
+            keys += [f"regions/{r}/found", f"regions/{r}/reason"]
     return keys
 
 
@@ -328,7 +332,8 @@ def _scan_data(store: Store, s: _Scan, L: Layout, chunks: list[tuple[int, int]],
                 s.problems.append(msg)
                 s.unfixable.append(msg)
     data_keys = [k for k in stage1 if k != "status" and k not in s.missing]
-    finite_keys = {"latents", "jacobians", *(k for k in data_keys if k.startswith("regions/"))}
+    finite_keys = {"latents", "jacobians", *(k for k in data_keys if k.startswith("regions/")
+                                             and k.rsplit("/", 1)[-1] in ("gram_in", "gram_out", "mask"))}
     for a, b in chunks:
         finished = status[a:b] != PENDING
         if not finished.any() or (a, b) in s.units:
@@ -364,9 +369,14 @@ def _scan_data(store: Store, s: _Scan, L: Layout, chunks: list[tuple[int, int]],
                     s.unit(a, b, _unreadable(key, a, b, why or ""))
                     return
                 if key in finite_keys and done.any():
-                    x = x[done]
+                    sel = done
+                    region = key.split("/")[1] if key.startswith("regions/") else None
+                    if region in L.landmark_regions and not key.endswith("/mask"):
+                        # no face found: this region's Grams are NaN by design (regions/<r>/found == 0)
+                        sel = done & store.region_found(region, a, b)
+                    x = x[sel]
                     bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
-                    for i in np.flatnonzero(done)[bad]:
+                    for i in np.flatnonzero(sel)[bad]:
                         s.unit(a, b, f"{key}[{a + i}]: sample marked done but holds NaN/Inf (missing or corrupt chunk?)")
 
             pool.read(g[key], a, b, check)

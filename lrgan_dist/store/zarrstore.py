@@ -338,6 +338,15 @@ class Store:
             return np.asarray(arr[...])
         return np.asarray(arr[start:stop] if start is not None else arr[...])
 
+    def region_found(self, region: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """bool [n]: whether the region exists in each sample -- ``regions/<r>/found`` for a
+        landmark region (False: no face detected), all True for every other region."""
+        a = 0 if start is None else start
+        b = self.layout.n if stop is None else stop
+        if region not in self.layout.landmark_regions:
+            return np.ones(b - a, dtype=bool)
+        return np.asarray(self.group[f"regions/{region}/found"][a:b]) == 1
+
     # ------------------------------------------------------------------ directions
     def direction_group(self, region: str, label: str, method: str, params: Mapping[str, Any], param_hash: str,
                         diagnostics: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> str:
@@ -468,6 +477,8 @@ def _create_arrays(g: zarr.Group, L: Layout, static_masks: Mapping[str, np.ndarr
     paths = ["latents", "images", "status", "errors", *(["jacobians"] if L.keep_jacobians else [])]
     for name in L.regions:
         paths += [f"regions/{name}/{k}" for k in ("mask", "gram_in", "gram_out")]
+        if name in L.landmark_regions:
+            paths += [f"regions/{name}/found", f"regions/{name}/reason"]
     for path in paths:
         parent, _, leaf = path.rpartition("/")
         arr = _new_array(g.require_group(parent) if parent else g, leaf, geometry(path, L))

@@ -16,7 +16,9 @@ to a new group ``<label>@<hash8>`` and the old one is left untouched.
 
 Cost: per chunk and region, each method's batched cost (RPCA: iterations × one
 batched ``eigh`` of [n, d, d], O(n·d³) each); samples that failed in the jacobians
-stage are marked failed here too without computing.
+stage are marked failed here too without computing, and so are the samples of a
+landmark region whose face was not found (``regions/<r>/found == 0``: NaN Grams for that
+region only; the other regions of the sample are factorized).
 """
 from __future__ import annotations
 
@@ -80,28 +82,32 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
     store = Store.open(store_uri, mode="a")
     device = pick_device(spec.compute.factorize_device)
     status = store.status()[start:stop]
-    ok = status == DONE
+    sample_ok = status == DONE
     labels = {m.label: m for m in spec.methods}
     n, d = stop - start, store.layout.d
     by_region: dict[str, Any] = {}
+    region_ok: dict[str, np.ndarray] = {}
     matfree = spec.compute.jacobian == "matfree"  # issue 17: eigenpairs, not Grams
     done = failed = 0
     for region, label, path in groups:
+        if region not in by_region:
+            region_ok[region] = sample_ok & store.region_found(region, start, stop)  # no face: left out
         if region not in by_region and matfree:
-            by_region[region] = _read_matfree(store, region, start, stop, ok, device)
+            by_region[region] = _read_matfree(store, region, start, stop, region_ok[region], device)
         elif region not in by_region:
             gi = store.read(f"regions/{region}/gram_in", start, stop)
             go = store.read(f"regions/{region}/gram_out", start, stop)
             # in the store's precision: methods iterate in float64 but read the Grams'
             # precision for their tolerances (lowrankgan drop_tol="auto")
-            by_region[region] = (torch.as_tensor(gi[ok], device=device),
-                                 torch.as_tensor(go[ok], device=device))
+            by_region[region] = (torch.as_tensor(gi[region_ok[region]], device=device),
+                                 torch.as_tensor(go[region_ok[region]], device=device))
+        ok = region_ok[region]
         m = labels[label]
         method = get_method(m.method, **m.params)
         vectors = np.full((n, d, d), np.nan, dtype=np.float32)
         rank = np.full(n, -1, dtype=np.int32)
         spectrum = np.full((n, d), np.nan, dtype=np.float32)
-        st = np.where(status == FAILED, FAILED, PENDING).astype(np.uint8)
+        st = np.where((status == FAILED) | ((status == DONE) & ~ok), FAILED, PENDING).astype(np.uint8)
         gi, go = (by_region[region]["basis_in"], None) if matfree else by_region[region]
         if gi.shape[0]:
             res = compressed_directions(m.method, m.params, **by_region[region]) if matfree else method(gi, go)

@@ -11,6 +11,15 @@ forward mode (:mod:`lrgan_dist.core.jacobian`); the Grams M_R, M_B of every regi
 (README "Concepts"). A sample whose image, Jacobian or Grams hold NaN/Inf is marked failed
 (status 2) with the reason in ``errors``; its arrays keep their NaN fill values.
 
+Landmark regions (``{landmarks: SET}``, docs/spec.md): before the Jacobian, each sample
+is rendered once (no grad) and MediaPipe Face Mesh runs on its own uint8 image (the
+detector is created once per worker); the set's hull is rasterised on the analysis grid
+(:func:`lrgan_dist.landmarks.landmark_masks`) and stored per sample in
+``regions/<r>/mask`` with ``regions/<r>/found`` and ``regions/<r>/reason``. A sample
+without a face keeps an empty mask and NaN Grams for that region (the engine sees a
+placeholder mask so the other regions' Grams are computed) and stays done: factorize,
+population and transfer leave it out of that region only.
+
 Stage interface (:mod:`lrgan_dist.pipeline.scheduler`): ``plan(ctx)`` → pending chunks,
 ``run(ctx)`` → summary. Finiteness is decided once, by the engine (its ``finite`` flag
 covers image, J and Grams); the worker only adds the float16 overflow check of a kept J.
@@ -34,7 +43,7 @@ from lrgan_dist.apply.build import analysis_grid, finite_rows, make_generator, p
 from lrgan_dist.apply.latents import check_job_latents, job_latents
 from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, to_uint8_preview
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
-from lrgan_dist.regions import part_masks, region_mask
+from lrgan_dist.regions import RegionSpec, part_masks, region_mask
 from lrgan_dist.spec import JobSpec, SpecError
 from lrgan_dist.store.zarrstore import DONE, FAILED, Layout, Store
 
@@ -47,7 +56,7 @@ def static_region_masks(spec: JobSpec, grid: tuple[int, int], image_hw: tuple[in
     """Masks known before any sample is computed: boxes, presets, files ([h,w] or [N,h,w])."""
     out = {}
     for r in spec.regions:
-        if r.part is not None:
+        if r.part is not None or r.landmarks is not None:
             continue
         out[r.name] = region_mask(spec.resolve_region(r), grid, image_hw, n_samples=spec.samples.count)
     return out
@@ -69,6 +78,8 @@ def plan_layout(spec: JobSpec, generator: Any) -> tuple[Layout, dict[str, np.nda
             if parts is not None and r.part not in parts:
                 raise SpecError(f"regions.{r.name}.part", f"received {r.part!r}; expected one of {list(parts)}")
             per_sample.append(r.name)
+        elif r.landmarks is not None:
+            per_sample.append(r.name)
         elif masks[r.name].ndim == 3:
             per_sample.append(r.name)
     c = image_shape[0] if spec.grid.channels == "rgb" else 1
@@ -84,6 +95,7 @@ def plan_layout(spec: JobSpec, generator: Any) -> tuple[Layout, dict[str, np.nda
         per_sample_masks=tuple(per_sample),
         gram_dtype=spec.compute.gram_dtype,
         keep_jacobians=spec.compute.keep_jacobians,
+        landmark_regions=tuple(r.name for r in spec.regions if r.landmarks is not None),
     )
     return layout, masks
 
@@ -96,6 +108,8 @@ class UnitResult:
     failed: int
     seconds: float
     actor: str
+    no_face: dict[str, int] | None = None  # landmark region -> samples of the unit without a face
+    landmark_seconds: float = 0.0  # this worker's cumulative render + detection time
 
 
 class JacobianWorker:
@@ -124,13 +138,44 @@ class JacobianWorker:
             if name not in L.per_sample_masks
         }
         self.parts = {r.name: r.part for r in spec.regions if r.part is not None}
+        self.landmarks: dict[str, RegionSpec] = {r.name: r for r in spec.regions if r.landmarks is not None}
+        self.detector = None
+        self.landmark_seconds = 0.0
+        if self.landmarks:
+            from lrgan_dist.landmarks import FaceMeshDetector
+
+            self.detector = FaceMeshDetector()  # once per actor: one Face Mesh graph for every unit
         self.batch = spec.compute.batch_size or L.chunk
         import os
         import socket
 
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
-    def _unit_masks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    def _landmark_masks(self, x: torch.Tensor) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+        """{region: (mask [n, h, w], found [n] bool, reasons [n])} from each sample's own image."""
+        if not self.landmarks:
+            return {}
+        from lrgan_dist.landmarks import landmark_masks
+
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            img = self.generator.forward(x.to(self.device), x.to(self.device)).float().cpu()
+        H = int(img.shape[-2])
+        u8 = to_uint8_preview(img, tuple(self.generator.image_range), max_size=max(H, int(img.shape[-1])))
+        out = {}
+        by_dilate: dict[float, list[RegionSpec]] = {}
+        for r in self.landmarks.values():
+            by_dilate.setdefault(float(r.dilate or 0.0), []).append(r)
+        for dil, regs in by_dilate.items():  # one detection per image; hulls per (set, dilate)
+            masks, found, reasons = landmark_masks(u8, sorted({str(r.landmarks) for r in regs}), self.layout.grid,
+                                                   dil, detector=self.detector)
+            for r in regs:
+                out[r.name] = (masks[str(r.landmarks)], found, reasons)
+        self.landmark_seconds += time.perf_counter() - t0
+        return out
+
+    def _unit_masks(self, x: torch.Tensor, start: int, stop: int,
+                    lm: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] | None = None) -> torch.Tensor:
         """[R, n, h, w] if any mask is per sample, else [R, h, w]."""
         L = self.layout
         if not L.per_sample_masks:
@@ -138,7 +183,14 @@ class JacobianWorker:
         n = stop - start
         out = []
         for r in L.regions:
-            if r in self.parts:
+            if lm and r in lm:
+                m = torch.as_tensor(lm[r][0].copy())
+                # placeholder (top half) where no face was found: the engine needs a valid mask to
+                # compute the other regions; this region's Grams are replaced by NaN afterwards
+                for i in np.flatnonzero(~lm[r][1]):
+                    m[i] = 0
+                    m[i, : L.grid[0] // 2] = 1
+            elif r in self.parts:
                 cfg = self.spec.resolve_region(self.spec.region(r))
                 with torch.no_grad():
                     m = torch.as_tensor(part_masks(cfg, self.generator, x.to(self.device), L.grid))
@@ -157,9 +209,10 @@ class JacobianWorker:
         idx = list(range(start, stop))
         x = job_latents(spec, self.generator, idx)  # [n, d]: drawn, or the spec's file / seeds
         n = len(idx)
-        masks = self._unit_masks(x, start, stop)  # [R, (n,) h, w]
+        lm = self._landmark_masks(x) if self.landmarks else {}
+        masks = self._unit_masks(x, start, stop, lm)  # [R, (n,) h, w]
         if spec.compute.jacobian == "matfree":  # issue 17: eigenpairs instead of Grams
-            return self._run_matfree(unit, x, masks, t0)
+            return self._run_matfree(unit, x, masks, lm, t0)
         gd = np.float64 if L.gram_dtype == "float64" else np.float32
         R, d, (h, w) = len(L.regions), L.d, L.grid
         gram_in = np.full((n, R, d, d), np.nan, dtype=gd)
@@ -199,6 +252,13 @@ class JacobianWorker:
                     errors[i] = "non-finite values (NaN/Inf) in the image, Jacobian or Grams"
         data: dict[str, np.ndarray] = {"latents": x.numpy().astype(np.float32), "images": previews}
         for r_i, r in enumerate(L.regions):
+            if r in lm:  # no face: empty mask, NaN Grams for this region only (the sample stays done)
+                m_r, found, reasons = lm[r]
+                gram_in[~found, r_i] = np.nan
+                gram_out[~found, r_i] = np.nan
+                data[f"regions/{r}/mask"] = m_r.astype(np.float32)
+                data[f"regions/{r}/found"] = found.astype(np.uint8)
+                data[f"regions/{r}/reason"] = np.asarray(reasons, dtype=object).astype(str)
             data[f"regions/{r}/gram_in"] = gram_in[:, r_i]
             data[f"regions/{r}/gram_out"] = gram_out[:, r_i]
             if r in self.parts:
@@ -206,11 +266,13 @@ class JacobianWorker:
         if jac is not None:
             data["jacobians"] = jac
         self.store.write_unit(start, stop, data, status, errors)
+        no_face = {r: int((~v[1]).sum()) for r, v in lm.items()}
         return UnitResult(start, stop, int((status == DONE).sum()), int((status == FAILED).sum()),
-                          time.perf_counter() - t0, self.name)
+                          time.perf_counter() - t0, self.name, no_face, self.landmark_seconds)
 
 
-    def _run_matfree(self, unit: tuple[int, int], x: torch.Tensor, masks: torch.Tensor, t0: float) -> UnitResult:
+    def _run_matfree(self, unit: tuple[int, int], x: torch.Tensor, masks: torch.Tensor,
+                     lm: dict[str, tuple[np.ndarray, np.ndarray, list[str]]], t0: float) -> UnitResult:
         """compute.jacobian: matfree -- per region the top-k eigenpairs of M_R and M_B, their
         certificates and the union projections (:func:`lrgan_dist.core.matfree.region_subspaces`);
         no J, no Grams. Arrays: ``regions/<r>/{basis,eig,residual,union}_{in,out}``."""
@@ -250,6 +312,13 @@ class JacobianWorker:
                     errors[b0 + j] = "non-finite values (NaN/Inf) in the image or eigenpairs (empty region or rest?)"
         data: dict[str, np.ndarray] = {"latents": x.numpy().astype(np.float32), "images": previews}
         for r_i, r in enumerate(L.regions):
+            if r in lm:  # no face: NaN for this region only
+                m_r, found, reasons = lm[r]
+                for key in arrays:
+                    arrays[key][~found, r_i] = np.nan
+                data[f"regions/{r}/mask"] = m_r.astype(np.float32)
+                data[f"regions/{r}/found"] = found.astype(np.uint8)
+                data[f"regions/{r}/reason"] = np.asarray(reasons, dtype=object).astype(str)
             if r in self.parts:
                 data[f"regions/{r}/mask"] = masks[r_i].numpy().astype(np.float32)
             for key, arr in arrays.items():
@@ -257,8 +326,9 @@ class JacobianWorker:
                     continue
                 data[f"regions/{r}/{key}"] = arr[:, r_i]
         self.store.write_unit(start, stop, data, status, errors)
+        no_face = {r: int((~v[1]).sum()) for r, v in lm.items()}
         return UnitResult(start, stop, int((status == DONE).sum()), int((status == FAILED).sum()),
-                          time.perf_counter() - t0, self.name)
+                          time.perf_counter() - t0, self.name, no_face, self.landmark_seconds)
 
 
 def matfree_config(spec: JobSpec, d: int) -> Any:
@@ -301,13 +371,22 @@ def run(ctx: StageContext) -> dict[str, Any]:
         return {"units": 0, "computed": 0, "restarts": 0, "seconds": 0.0}
     t0 = time.perf_counter()
     computed = 0
+    no_face: dict[str, int] = {}
+    lm_seconds: dict[str, float] = {}
 
     def on_result(unit: tuple[int, int], res: UnitResult) -> None:
         nonlocal computed
         computed += res.stop - res.start
+        for r, k in (res.no_face or {}).items():
+            no_face[r] = no_face.get(r, 0) + k
+        lm_seconds[res.actor] = res.landmark_seconds
 
     ensure_matfree_arrays(ctx.store, ctx.spec)
     out = run_actors(ctx, JacobianWorker, (ctx.spec, ctx.store.uri, ctx.resources.threads, ctx.hooks), units,
                      NAME, weight=lambda u: u[1] - u[0], on_result=on_result)
-    return {"units": len(units), "computed": computed, "actors": out["actors"], "restarts": out["restarts"],
-            "seconds": time.perf_counter() - t0}
+    summary = {"units": len(units), "computed": computed, "actors": out["actors"], "restarts": out["restarts"],
+               "seconds": time.perf_counter() - t0}
+    if ctx.store.layout.landmark_regions:
+        summary["no_face"] = no_face
+        summary["landmark_seconds"] = round(sum(lm_seconds.values()), 3)  # summed over workers
+    return summary

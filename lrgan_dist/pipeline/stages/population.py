@@ -94,9 +94,11 @@ def chunk_sums(store_uri: str, unit: tuple[int, int], regions: list[str], consen
     out: dict[str, Any] = {"count": int(ok.sum())}
     grams_in: dict[str, np.ndarray] = {}
     for r in regions:
+        rok = ok & store.region_found(r, a, b)  # landmark region without a face: left out of this region
+        out[f"{r}/count"] = int(rok.sum())
         for key in ("gram_in", "gram_out"):
             full = store.read(f"regions/{r}/{key}", a, b)
-            g = full[ok].astype(np.float64)
+            g = full[rok].astype(np.float64)
             out[f"{r}/{key}"] = g.sum(axis=0) if g.shape[0] else np.zeros(g.shape[1:], dtype=np.float64)
             if key == "gram_in":
                 grams_in[r] = full
@@ -202,8 +204,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     prec = torch.float64 if L.gram_dtype == "float64" else torch.float32
     out: dict[str, Any] = {"samples": int(n), "groups": []}
     for r in regions:
-        Min = total[f"{r}/gram_in"] / n
-        Mout = total[f"{r}/gram_out"] / n
+        n_r = int(total.get(f"{r}/count", n))  # < n for a landmark region with faces not found
+        if n_r == 0:
+            continue
+        Min = total[f"{r}/gram_in"] / n_r
+        Mout = total[f"{r}/gram_out"] / n_r
         for m in spec.methods:
             method = get_method(m.method, **m.params)
             if getattr(method, "population_only", False):
@@ -211,7 +216,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             res = method(torch.as_tensor(Min)[None].to(prec), torch.as_tensor(Mout)[None].to(prec))
             g = store.group[store.result_group("population", r, m.label, method.param_hash())[0]]
             g.attrs.update({"method": m.method, "params": dict(m.params), "param_hash": method.param_hash(),
-                            "samples": int(n)})
+                            "samples": n_r})
             _write(g, "vectors", res.vectors[0].float().numpy(), ("direction", "latent"))
             _write(g, "spectrum", res.spectrum[0].float().numpy(), ("component",))
             _write(g, "rank", np.asarray(int(res.rank[0]), dtype=np.int32), ())
