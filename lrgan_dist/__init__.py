@@ -87,5 +87,8 @@ def submit(job: Any, *, store: str | None = None, samples: int | None = None, ac
 
     spec = job if isinstance(job, JobSpec) else validate(job)
     spec = spec.with_overrides(store=store, samples=samples, actors=actors)
+    from lrgan_dist.pipeline.cluster_paths import absolute_store_uri
+
+    spec = spec.with_overrides(store=absolute_store_uri(spec.store.uri))
     return run_submit(spec, stages=parse_stages(stages), address=address, fresh=fresh, show_progress=show_progress,
                       retry_failed=retry_failed, report_dir=report_dir)

@@ -130,21 +130,32 @@ def submit(
     from lrgan_dist.spec import SpecError, load_spec
     from lrgan_dist.analysis.summary import format_summary
 
+    shown: dict[str, str] = {}
+
     def go() -> dict[str, Any]:
+        import os
+
+        from lrgan_dist.pipeline.cluster_paths import absolute_store_uri
+
+        addr = address or os.environ.get("RAY_ADDRESS") or None  # like Ray's own CLI
         spec = load_spec(job).with_overrides(store=store, samples=samples, actors=actors)
         st = parse_stages(stages)
+        shown["store"] = spec.store.uri  # the summary shows the store as the user wrote it
+        if not (addr and addr.startswith(("http://", "https://"))):
+            # made absolute on the driver before anything is shipped: a relative store is where the user is
+            spec = spec.with_overrides(store=absolute_store_uri(spec.store.uri))
         if dry_run:
             from lrgan_dist.pipeline.plan import dry_run as plan_dry_run
 
             return {"dry_run": plan_dry_run(spec, address, st)}
-        if address and address.startswith(("http://", "https://")):
-            return {"remote": _submit_remote(job, address)}
+        if addr and addr.startswith(("http://", "https://")):
+            return {"remote": _submit_remote(job, addr)}
         if detach:
             raise SpecError("--detach", "requires --address http://HEAD:8265 (Ray Job submission)")
         # Ray prints worker and raylet log lines to the driver's stdout; keep stdout for the
         # summary (pure JSON with --json) and send them to stderr.
         with contextlib.redirect_stdout(sys.stderr):
-            return run_submit(spec, stages=st, address=address, fresh=fresh, show_progress=not no_progress,
+            return run_submit(spec, stages=st, address=addr, fresh=fresh, show_progress=not no_progress,
                               retry_failed=retry_failed, report_dir=False if no_report else report_dir,
                               verify=verify)
 
@@ -176,7 +187,8 @@ def submit(
         if r["status"] not in ("SUCCEEDED", "SUBMITTED"):
             raise typer.Exit(1)
         return
-    typer.echo(json.dumps(report, indent=2, default=str) if as_json else format_summary(report))
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json
+               else format_summary({**report, "store": shown.get("store", report.get("store"))}))
     if report["summary"]["samples"]["pending"]:
         raise typer.Exit(1)
 

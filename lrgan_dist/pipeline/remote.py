@@ -23,7 +23,9 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 def default_address(address: str | None) -> str:
     import os
 
-    return address or os.environ.get("RAY_API_SERVER_ADDRESS") or "http://127.0.0.1:8265"
+    env = os.environ.get("RAY_ADDRESS", "")
+    return (address or os.environ.get("RAY_API_SERVER_ADDRESS")
+            or (env if env.startswith(("http://", "https://")) else None) or "http://127.0.0.1:8265")
 
 
 def _client(address: str) -> Any:

@@ -162,6 +162,9 @@ def _submit_locked(spec: JobSpec, stages: Sequence[str], address: str | None, fr
             for line in repaired:
                 print(f"store damaged, recomputing: {line}", file=sys.stderr)
     with ray_session(address) as ray:
+        from lrgan_dist.pipeline.cluster_paths import check_paths_visible
+
+        check_paths_visible(ray, spec)  # a local path some node cannot see: refused before any actor starts
         ctx = StageContext(spec, store, ray, show_progress, retry_failed, hooks or StageHooks())
         for name in STAGES:
             if name in stages:

@@ -1,0 +1,84 @@
+"""Cluster paths (issue 15.1): relative stores resolved on the driver, local paths a node
+cannot see refused up front, RAY_ADDRESS honoured."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lrgan_dist.pipeline import cluster_paths
+from lrgan_dist.pipeline.cluster_paths import absolute_store_uri, check_paths_visible, job_paths
+from lrgan_dist.spec import SpecError, load_spec
+from lrgan_dist.testing.cli import write_spec
+
+
+def test_absolute_store_uri(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_store_uri("rel.zarr") == str(tmp_path / "rel.zarr")
+    assert absolute_store_uri("s3://bucket/x.zarr") == "s3://bucket/x.zarr"
+    assert absolute_store_uri("file:///data/x.zarr") == "/data/x.zarr"
+
+
+class _FakeRay:
+    def __init__(self, n):
+        self._n = n
+
+    def nodes(self):
+        return [{"NodeID": f"{i:02d}" * 10, "Alive": True} for i in range(self._n)]
+
+
+def test_local_path_invisible_on_a_node_is_refused(tmp_path, monkeypatch):
+    spec = load_spec(write_spec(tmp_path / "job.yaml"))
+    paths = job_paths(spec)
+    assert paths["store.uri"] == str(tmp_path / "store.zarr")
+    calls = []
+
+    def probe(ray, ps):
+        calls.append(ps)
+        return {"00" * 10: [], "01" * 10: [paths["store.uri"]]}
+
+    monkeypatch.setattr(cluster_paths, "_probe_nodes", probe)
+    check_paths_visible(_FakeRay(1), spec)  # one node: nothing to check
+    assert not calls
+    with pytest.raises(SpecError) as e:
+        check_paths_visible(_FakeRay(2), spec)
+    msg = str(e.value)
+    assert "s3://" in msg and "shared" in msg and str(tmp_path / "store.zarr") in msg and "1 of the 2 nodes" in msg
+    monkeypatch.setattr(cluster_paths, "_probe_nodes", lambda ray, ps: {"00" * 10: [], "01" * 10: []})
+    check_paths_visible(_FakeRay(2), spec)  # a shared filesystem is fine
+
+
+def test_ray_address_env_names_the_jobs_api(monkeypatch):
+    from lrgan_dist.pipeline.remote import default_address
+
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", "http://head:8265")
+    assert default_address(None) == "http://head:8265"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert default_address(None) == "http://127.0.0.1:8265"
+    assert default_address("http://x:1") == "http://x:1"
+
+
+def test_relative_store_from_a_second_directory_on_a_running_head(tmp_path):
+    from lrgan_dist.testing.ray_local import ray_head
+
+    (tmp_path / "spec").mkdir()
+    job = write_spec(tmp_path / "spec" / "job.yaml", samples={"count": 4},
+                     transfer={"sources": 2, "similarity_samples": 2, "realized_pairs": 0})
+    work = tmp_path / "second"
+    work.mkdir()
+    with ray_head(num_cpus=2) as (gcs, _url):
+        env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONUNBUFFERED="1")
+        env.pop("RAY_ADDRESS", None)
+        proc = subprocess.run([sys.executable, "-m", "lrgan_dist", "submit", str(job), "--address", gcs,
+                               "--store", "rel.zarr", "--stages", "jacobians,factorize", "--no-progress",
+                               "--actors", "1"],
+                              cwd=work, capture_output=True, text=True, timeout=600, env=env,
+                              stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (work / "rel.zarr" / "zarr.json").is_file()
+    assert "store: rel.zarr" in proc.stdout
+    assert not (Path(job).parent / "rel.zarr").exists()
