@@ -72,7 +72,7 @@ def main() -> None:
         return
     print("== d = 9216 (StyleGAN2 W+ all 18 slots, 1024x1024 output, thin random channels, 64x64 grid) ==")
     G = build_generator("stylegan2", {"random_init": {"z_dim": 512, "w_dim": 512, "img_resolution": 1024,
-                                                      "channel_base": 256, "channel_max": 4, "mapping_layers": 2,
+                                                      "channel_base": 4096, "channel_max": 4, "mapping_layers": 2,
                                                       "perturb": 0.1}, "space": "wplus", "layers": "all"})
     x = G.sample_latents(0, [0])
     grid = (64, 64)
@@ -80,7 +80,6 @@ def main() -> None:
     mask[0, 16:40, 20:48] = 1
     d = G.latent_dim
     t0 = time.perf_counter()
-    _ = jacobian(lambda z: pool_image(G.forward(z), grid, "mean"), x[:, :], chunk=16) if False else None
     # dense estimate: time 16 JVPs and scale to d
     from lrgan_dist.core.matfree import RegionOperator
     op = RegionOperator(G.forward, x, grid, "mean", 16)
