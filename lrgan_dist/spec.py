@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -227,6 +228,8 @@ class JobSpec:
         for name, r in keep["regions"].items():
             if "mask" in r:
                 p = self.resolve_path(r["mask"])
+                if p.exists():  # a FIFO or /dev/zero would be hashed forever
+                    regular_file(p, "mask file", f"regions.{name}.mask")
                 r = dict(r, mask_sha256=file_sha256(p) if p.exists() else None)
                 r.pop("mask")
                 keep["regions"][name] = r
@@ -255,10 +258,11 @@ class JobSpec:
         """CLI overrides, validated like the YAML fields they replace."""
         spec = self
         if store is not None:
+            _check_store_uri(store, "--store")
             spec = spec.replace(store=dataclasses.replace(spec.store, uri=store))
         if samples is not None:
-            if samples < 1:
-                raise SpecError("--samples", f"received {samples}; expected an integer >= 1")
+            if not 1 <= samples <= MAX_SAMPLES:
+                raise SpecError("--samples", f"received {samples}; expected an integer in [1, {MAX_SAMPLES}]")
             own = spec.samples.latents is not None or spec.samples.seeds is not None
             if own and samples > spec.samples.count:
                 raise SpecError("--samples", f"received {samples} but samples.{'latents' if spec.samples.latents else 'seeds'} "
@@ -277,6 +281,58 @@ class JobSpec:
 # --------------------------------------------------------------------------- parsing
 
 
+#: limits on what a job spec may make us read or build (issue 14: unbounded inputs)
+MAX_SPEC_BYTES = 1 << 20
+MAX_YAML_ALIASES = 64
+MAX_SAMPLES = 10_000_000
+
+
+def regular_file(path: Path, what: str, field: str = "") -> os.stat_result:
+    """``path``'s stat after checking it is a regular file (not a FIFO, device or directory)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SpecError(field, f"{what} {str(path)!r} cannot be read ({exc.strerror}); expected a regular file") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise SpecError(field, f"{what} {str(path)!r} is {kind}; expected a regular file")
+    return st
+
+
+def read_text_file(path: Path, limit: int, what: str) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes."""
+    st = regular_file(path, what)
+    if st.st_size > limit:
+        raise SpecError("", f"{what} {str(path)!r} is larger than {limit} bytes ({st.st_size}); expected a small "
+                            "YAML text file")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise SpecError("", f"{what} {str(path)!r} is larger than {limit} bytes; expected a small YAML text file")
+    if b"\x00" in data:
+        raise SpecError("", f"{what} {str(path)!r} holds NUL bytes (a binary file?); expected a UTF-8 YAML text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError("", f"{what} {str(path)!r} is not UTF-8 (byte {exc.start}); expected a UTF-8 YAML text "
+                            "file") from None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses more than MAX_YAML_ALIASES aliases (an alias bomb
+    expands 10⁹-fold when the spec is serialised for its fingerprint)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_YAML_ALIASES:
+                mark = self.peek_event().start_mark
+                raise SpecError("", f"more than {MAX_YAML_ALIASES} YAML aliases (*name) at line {mark.line + 1}; "
+                                    "expected a job spec without an alias bomb")
+        return super().compose_node(parent, index)
+
+
 def load_spec(path: str | Path) -> JobSpec:
     """Read, parse and validate a YAML job spec file."""
     path = Path(path)
@@ -284,9 +340,9 @@ def load_spec(path: str | Path) -> JobSpec:
         raise SpecError("", f"job spec file {str(path)!r} does not exist; expected a YAML file")
     if path.is_dir():
         raise SpecError("", f"job spec {str(path)!r} is a directory; expected a YAML file")
-    text = path.read_text()
+    text = read_text_file(path, MAX_SPEC_BYTES, "job spec")
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader that bounds aliases)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -355,7 +411,7 @@ def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:
     if not isinstance(name, str):
         errors.append(SpecError("name", f"received {name!r}; expected a string"))
     for r in regions or ():
-        collect(lambda r=r: _check_part(generator.kind, r))
+        collect(lambda r=r: _check_part(generator, r))
     if errors:
         raise SpecErrors(errors)
     spec = JobSpec(
@@ -376,21 +432,26 @@ def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:
     return spec
 
 
-def _check_part(kind: str, r: RegionSpec) -> None:
-    """``part`` regions need a generator with ground-truth part masks (the synthetic faces' local parts)."""
+def _check_part(generator: GeneratorSpec, r: RegionSpec) -> None:
+    """``part`` regions need a generator whose registry entry names parts with masks."""
     if r.part is None:
         return
+    from lrgan_dist.generators.base import mask_parts
+
     where = f"regions.{r.name}.part"
-    if kind == "synthetic":
+    parts = mask_parts(generator.kind, generator.params)
+    if parts is None:  # user code: its part masks are checked once it is built
+        return
+    local = list(parts)
+    if not local:
+        raise SpecError(where, f"received part {r.part!r}, but generator {generator.kind!r} has no ground-truth part "
+                        "masks; expected a box, mask, preset or landmarks region")
+    if r.part not in local:
         from lrgan_dist.generators.synthetic import SyntheticFaces
 
-        local = list(SyntheticFaces.LOCAL_PARTS)
-        if r.part not in local:
-            why = " (a global part: it has no mask)" if r.part in SyntheticFaces.PARTS else _suggest(r.part, local)
-            raise SpecError(where, f"received {r.part!r}{why}; expected a synthetic part with a mask, one of {local}")
-    elif kind in ("stylegan2", "biggan", "dcgan"):
-        raise SpecError(where, f"received part {r.part!r}, but generator {kind!r} has no ground-truth part masks; "
-                        "expected a box, mask, preset or landmarks region")
+        glob = generator.kind == "synthetic" and r.part in SyntheticFaces.PARTS
+        why = " (a global part: it has no mask)" if glob else _suggest(r.part, local)
+        raise SpecError(where, f"received {r.part!r}{why}; expected a part with a mask, one of {local}")
 
 
 def _parse_generator(raw: Mapping[str, Any]) -> GeneratorSpec:
@@ -409,6 +470,16 @@ def _parse_generator(raw: Mapping[str, Any]) -> GeneratorSpec:
         raise SpecError("generator.params", f"received {params!r}; expected a mapping")
     generator = GeneratorSpec(kind=kind, params=_freeze(dict(params)))
     _check_checkpoint_not_url(generator.params)
+    from lrgan_dist.generators.base import GeneratorError, check_params
+
+    try:  # the kind's own cheap check: sizes, names, ranges (nothing is built or read)
+        check_params(kind, dict(params))
+    except GeneratorError as exc:
+        msg = str(exc)
+        field, sep, rest = msg.partition(": ")
+        if sep and field.startswith("generator."):
+            raise SpecError(field, rest) from None
+        raise SpecError("generator.params", msg) from None
     return generator
 
 
@@ -464,7 +535,21 @@ def _parse_store(raw: Mapping[str, Any]) -> StoreSpec:
     store = _parse_dataclass(StoreSpec, _section(raw, "store"), "store")
     _require(store.chunk_samples >= 1, "store.chunk_samples", store.chunk_samples, "an integer >= 1")
     _require(bool(store.uri), "store.uri", store.uri, "a directory path or s3:// URI")
+    _check_store_uri(store.uri, "store.uri")
     return store
+
+
+#: URI schemes a store may use: local paths (no scheme, file://) and object stores through fsspec
+STORE_SCHEMES = ("file", "s3", "gs", "gcs", "az", "abfs", "memory")
+
+
+def _check_store_uri(uri: str, field: str) -> None:
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return
+    if scheme not in STORE_SCHEMES or not rest.strip("/"):
+        raise SpecError(field, f"received {uri!r}; expected a directory path or a URI with one of the schemes "
+                               f"{[f'{s}://' for s in STORE_SCHEMES]} and a path")
 
 
 def _parse_previews(raw: Mapping[str, Any]) -> PreviewsSpec:
@@ -575,7 +660,7 @@ def _check_checkpoint_not_url(params: Mapping[str, Any]) -> None:
 def _parse_samples(raw: Mapping[str, Any], base_dir: str) -> SamplesSpec:
     """``samples``: count/seed, or the user's own latents (``latents`` file or NVIDIA ``seeds``)."""
     s = _parse_dataclass(SamplesSpec, raw, "samples")
-    _require(s.count >= 1, "samples.count", s.count, "an integer >= 1")
+    _require(1 <= s.count <= MAX_SAMPLES, "samples.count", s.count, f"an integer in [1, {MAX_SAMPLES}] (at most)")
     _require(s.seed >= 0, "samples.seed", s.seed, "an integer >= 0")
     if s.latents is not None and s.seeds is not None:
         raise SpecError("samples", "received both latents and seeds; expected one of them")

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from lrgan_dist.spec import GeneratorSpec, JobSpec, SpecError
+from lrgan_dist.spec import MAX_SAMPLES, GeneratorSpec, JobSpec, SpecError
 
 __all__ = ["render", "parse_seeds", "load_latents", "render_images", "write_pngs"]
 
@@ -68,6 +68,9 @@ def parse_seeds(text: str) -> range | list[int]:
         b = int(m.group(2)) if m.group(2) is not None else a
         if b < a:
             raise SpecError("--seeds", f"received range {part.strip()!r}; expected A-B with A <= B")
+        if len(out) + (b - a + 1) > MAX_SAMPLES:
+            raise SpecError("--seeds", f"received {text!r} ({len(out) + b - a + 1} samples); expected at most "
+                                       f"{MAX_SAMPLES} samples")
         out.extend(range(a, b + 1))
     if len(parts) == 1:
         return range(out[0], out[-1] + 1)
@@ -150,8 +153,8 @@ def render(spec: JobSpec, seeds: Sequence[int] | range | None = None, latents: n
     JSON-able summary ``{out, n, seeds, samples_seed, space, image_shape, image_range,
     latent_dim, seconds}``.  Bad input raises :class:`SpecError` / ``GeneratorError``.
     """
-    from lrgan_dist.generators.base import GeneratorError
     from lrgan_dist.apply.build import make_generator, pick_device
+    from lrgan_dist.generators.base import GeneratorError
 
     t0 = time.perf_counter()
     if seeds is not None and latents is not None:

@@ -37,6 +37,8 @@ __all__ = [
     "build_generator",
     "available",
     "runs_user_code",
+    "check_params",
+    "mask_parts",
     "assert_shape",
     "latent_rng",
 ]
@@ -61,15 +63,23 @@ class Generator(Protocol):
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 _USER_CODE: set[str] = set()
+_CHECKS: dict[str, Callable[..., Any]] = {}
+_MASK_PARTS: dict[str, Callable[[Mapping[str, Any]], Sequence[str] | None]] = {}
 
 
-def register(kind: str, user_code: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register(kind: str, user_code: bool = False, check: Callable[..., Any] | None = None,
+             mask_parts: Callable[[Mapping[str, Any]], Sequence[str] | None] | None = None,
+             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register a generator factory under ``kind``.
 
     ``user_code=True`` marks a kind whose factory imports and runs code named in its
     parameters (``kind: module``): such a generator is built only when the user names
     it explicitly — from their own job spec, never from a spec read out of a store
-    (:func:`runs_user_code`).
+    (:func:`runs_user_code`).  ``check(**params)`` validates parameters without building
+    anything (``lrgan-dist validate``; :func:`check_params`).  ``mask_parts(params)`` names
+    the ground-truth parts that have per-sample masks (regions ``part: NAME``;
+    :func:`mask_parts`), or returns ``None`` when only the built generator knows (user
+    code); kinds without it have none.
     """
 
     def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,9 +88,31 @@ def register(kind: str, user_code: bool = False) -> Callable[[Callable[..., Any]
         _REGISTRY[kind] = factory
         if user_code:
             _USER_CODE.add(kind)
+        if check is not None:
+            _CHECKS[kind] = check
+        if mask_parts is not None:
+            _MASK_PARTS[kind] = mask_parts
         return factory
 
     return deco
+
+
+def check_params(kind: str, params: Mapping[str, Any]) -> None:
+    """Validate ``generator.params`` of ``kind`` cheaply (no weights read, nothing allocated)."""
+    _load_builtin()
+    fn = _CHECKS.get(kind)
+    if fn is not None:
+        fn(**dict(params))
+
+
+def mask_parts(kind: str, params: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Ground-truth parts of ``kind`` that have per-sample masks (empty: none; None: known once built)."""
+    _load_builtin()
+    fn = _MASK_PARTS.get(kind)
+    if fn is None:
+        return ()
+    parts = fn(params)
+    return None if parts is None else tuple(parts)
 
 
 def runs_user_code(kind: str) -> bool:

@@ -107,7 +107,7 @@ def check_protocol(gen: Any, source: str = "factory") -> Any:
 _LATENT_KEYS = ("space", "layers", "truncation")
 
 
-@register("module", user_code=True)
+@register("module", user_code=True, mask_parts=lambda params: None)  # parts known once built
 def make_module(factory: str | None = None, kwargs: Mapping[str, Any] | None = None, **latent: Any) -> Any:
     """Factory for ``generator.kind: module`` (see module docstring)."""
     unknown = sorted(set(latent) - set(_LATENT_KEYS))

@@ -115,7 +115,7 @@ import torch.nn.functional as F
 
 from lrgan_dist.generators.base import GeneratorError, assert_shape, latent_rng, register
 
-__all__ = ["SyntheticFaces", "make_synthetic", "DEFAULT_PART_DIMS"]
+__all__ = ["SyntheticFaces", "make_synthetic", "validate_params", "DEFAULT_PART_DIMS"]
 
 #: Default number of latent dimensions per part (their native factor count).
 DEFAULT_PART_DIMS: dict[str, int] = {
@@ -301,52 +301,9 @@ class SyntheticFaces(torch.nn.Module):
         box_margin: float = 2.0,
     ) -> None:
         super().__init__()
-        latent_dim = _as_int(latent_dim, "latent_dim")
-        resolution = _as_int(resolution, "resolution")
-        seed = _as_int(seed, "seed")
-        if resolution < 16:
-            raise GeneratorError(
-                f"generator.params.resolution: expected an integer >= 16, received {resolution}"
-            )
-        sizes = dict(DEFAULT_PART_DIMS)
-        if parts is not None:
-            if not isinstance(parts, Mapping):
-                raise GeneratorError(
-                    "generator.params.parts: expected a mapping part -> size, "
-                    f"received {type(parts).__name__}"
-                )
-            for name, k in parts.items():
-                if name not in DEFAULT_PART_DIMS:
-                    raise GeneratorError(
-                        f"generator.params.parts: unknown part {name!r}; "
-                        f"expected some of {list(self.PARTS)}"
-                    )
-                k = _as_int(k, f"parts.{name}")
-                if not 0 <= k <= DEFAULT_PART_DIMS[name]:
-                    raise GeneratorError(
-                        f"generator.params.parts.{name}: expected 0..{DEFAULT_PART_DIMS[name]} "
-                        f"(the part's factor count), received {k}"
-                    )
-                sizes[name] = k
-        total = sum(sizes.values())
-        if latent_dim < total:
-            raise GeneratorError(
-                f"generator.params.latent_dim: expected >= {total} (sum of part sizes {sizes}), "
-                f"received {latent_dim}"
-            )
-        for name, val, lo in (("edge", edge, 0.0), ("max_shift", max_shift, 0.0),
-                              ("mask_margin", mask_margin, 0.0), ("box_margin", box_margin, 0.0)):
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val < lo:
-                raise GeneratorError(
-                    f"generator.params.{name}: expected a number >= {lo}, received {val!r}"
-                )
-        if edge <= 0:
-            raise GeneratorError(f"generator.params.edge: expected a number > 0, received {edge!r}")
-        if max_shift > 0.15:
-            raise GeneratorError(
-                "generator.params.max_shift: expected <= 0.15 (the face must stay inside the image), "
-                f"received {max_shift}"
-            )
+        latent_dim, resolution, seed, sizes = validate_params(
+            latent_dim=latent_dim, resolution=resolution, seed=seed, parts=parts, edge=edge, max_shift=max_shift,
+            mask_margin=mask_margin, box_margin=box_margin)
 
         self.latent_dim = latent_dim
         self.resolution = resolution
@@ -618,6 +575,74 @@ class SyntheticFaces(torch.nn.Module):
         return 2.0 * img * light - 1.0
 
 
+#: bounds of the synthetic generator's size parameters (a latent of 10⁹ dimensions would
+#: allocate its basis before anything else could refuse it)
+MAX_LATENT_DIM = 16_384
+MAX_RESOLUTION = 1_024
+
+
+def validate_params(latent_dim: Any = 64, resolution: Any = 64, seed: Any = 0, parts: Any = None, edge: Any = 1.0,
+                    max_shift: Any = 0.12, mask_margin: Any = 1.5, box_margin: Any = 2.0,
+                    **unknown: Any) -> tuple[int, int, int, dict[str, int]]:
+    """Check ``generator.params`` without building anything (``lrgan-dist validate``).
+
+    Returns ``(latent_dim, resolution, seed, part sizes)``; raises :class:`GeneratorError`
+    naming the parameter.
+    """
+    if unknown:
+        raise GeneratorError(f"generator.params: unknown parameters {sorted(unknown)} for kind 'synthetic'; "
+                             "expected some of ['latent_dim', 'resolution', 'seed', 'parts', 'edge', 'max_shift', "
+                             "'mask_margin', 'box_margin']")
+    latent_dim = _as_int(latent_dim, "latent_dim")
+    resolution = _as_int(resolution, "resolution")
+    seed = _as_int(seed, "seed")
+    if not 16 <= resolution <= MAX_RESOLUTION:
+        raise GeneratorError(
+            f"generator.params.resolution: expected an integer in [16, {MAX_RESOLUTION}], received {resolution}"
+        )
+    sizes = dict(DEFAULT_PART_DIMS)
+    if parts is not None:
+        if not isinstance(parts, Mapping):
+            raise GeneratorError(
+                "generator.params.parts: expected a mapping part -> size, "
+                f"received {type(parts).__name__}"
+            )
+        for name, k in parts.items():
+            if name not in DEFAULT_PART_DIMS:
+                raise GeneratorError(
+                    f"generator.params.parts: unknown part {name!r}; "
+                    f"expected some of {list(SyntheticFaces.PARTS)}"
+                )
+            k = _as_int(k, f"parts.{name}")
+            if not 0 <= k <= DEFAULT_PART_DIMS[name]:
+                raise GeneratorError(
+                    f"generator.params.parts.{name}: expected 0..{DEFAULT_PART_DIMS[name]} "
+                    f"(the part's factor count), received {k}"
+                )
+            sizes[name] = k
+    total = sum(sizes.values())
+    if not total <= latent_dim <= MAX_LATENT_DIM:
+        raise GeneratorError(
+            f"generator.params.latent_dim: expected an integer in [{total}, {MAX_LATENT_DIM}] (at least the sum of "
+            f"part sizes {sizes}), received {latent_dim}"
+        )
+    for name, val, lo in (("edge", edge, 0.0), ("max_shift", max_shift, 0.0),
+                          ("mask_margin", mask_margin, 0.0), ("box_margin", box_margin, 0.0)):
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val < lo:
+            raise GeneratorError(
+                f"generator.params.{name}: expected a number >= {lo}, received {val!r}"
+            )
+    if edge <= 0:
+        raise GeneratorError(f"generator.params.edge: expected a number > 0, received {edge!r}")
+    if max_shift > 0.15:
+        raise GeneratorError(
+            "generator.params.max_shift: expected <= 0.15 (the face must stay inside the image), "
+            f"received {max_shift}"
+        )
+
+    return latent_dim, resolution, seed, sizes
+
+
 def _as_int(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise GeneratorError(f"generator.params.{name}: expected an integer, received {v!r}")
@@ -635,7 +660,7 @@ def _grid(grid: tuple[int, int] | int | None, r: int) -> tuple[int, int]:
     return h, w
 
 
-@register("synthetic")
+@register("synthetic", check=validate_params, mask_parts=lambda params: _LOCAL_PARTS)
 def make_synthetic(
     latent_dim: int = 64,
     resolution: int = 64,

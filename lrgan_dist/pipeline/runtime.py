@@ -117,6 +117,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
         # Workers import lrgan_dist from the same environment as the driver.
         ray.init(**kwargs)
     else:
+        check_address(str(address))
         ray.init(address=address, logging_level="WARNING")
     try:
         # installed after ray.init, which sets a SIGTERM handler of its own for drivers
@@ -124,6 +125,28 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
             yield ray
     finally:
         ray.shutdown()
+
+
+def check_address(address: str) -> None:
+    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) address nobody listens on, within a
+    timeout (``LRGAN_CONNECT_TIMEOUT_S``, default 10 s), instead of letting Ray retry for minutes."""
+    import socket
+
+    from lrgan_dist.spec import SpecError
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or address == "auto":
+        return
+    timeout = float(os.environ.get("LRGAN_CONNECT_TIMEOUT_S", "10"))
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise SpecError("--address", f"cannot reach a Ray head at {address} ({why} within {timeout:g} s); expected "
+                                     "the address of a running cluster ('ray start --head' prints it), or no "
+                                     "--address for a local run") from None
 
 
 def cluster_resources() -> dict[str, float]:

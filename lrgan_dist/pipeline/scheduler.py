@@ -136,8 +136,10 @@ def _submit_locked(spec: JobSpec, stages: Sequence[str], address: str | None, fr
                    retry_failed: bool, report_dir: str | None | bool, hooks: StageHooks | None,
                    verify: bool) -> dict[str, Any]:
     from lrgan_dist.analysis.summary import summarize
-    from lrgan_dist.pipeline.runtime import ray_session
+    from lrgan_dist.pipeline.runtime import check_address, ray_session
 
+    if address not in (None, "", "local"):
+        check_address(str(address))  # before the store is created: an unreachable head leaves nothing behind
     if "jacobians" not in stages:
         if fresh:
             raise SpecError("--fresh", "cannot start a fresh store without the jacobians stage; "
