@@ -111,6 +111,11 @@ def test_no_face_sample_is_left_out_of_that_region_only(tmp_path, monkeypatch):
         want = [1, 2] * 4 if region == "eyes" else [1] * 8
         assert fs.tolist() == want, (region, label)
     assert verify_store(st, full=True) == []  # NaN Grams of no-face samples are by design
+    from lrgan_dist.analysis.summary import format_summary, summarize
+
+    summ = summarize(spec, st)
+    assert summ["samples"]["no_face"] == {"eyes": 4}
+    assert "no face: eyes 4" in format_summary({"store": uri, "summary": summ})
 
 
 needs_real = pytest.mark.skipif(

@@ -228,6 +228,11 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
     doc.p(f"Store {st.uri}; generator {gen.get('kind', spec.get('generator', {}).get('kind', '?'))}; "
           f"{n_done} of {len(samples)} samples done; latent d = {st.layout.d}; analysis grid "
           f"{st.layout.grid[0]}×{st.layout.grid[1]} ({spec.get('grid', {}).get('channels', 'mean')} channels).")
+    no_face = {r: int((st.status() == 1).sum() - st.region_found(r)[st.status() == 1].sum())
+               for r in st.layout.landmark_regions}
+    if no_face:  # landmark regions: samples whose face the detector did not find are left out of that region
+        doc.p("Landmark regions, no face detected (samples left out of that region's directions and scores): "
+              + ", ".join(f"{r}: no face: {k}" for r, k in no_face.items()) + ".")
     if not has_transfer(st):
         doc.p("The transfer stage has not run on this store: only the result groups are listed.")
     else:

@@ -38,6 +38,9 @@ def truth_part(spec: JobSpec, region: str, parts: list[str]) -> str | None:
 
 def summarize(spec: JobSpec, store: Store) -> dict[str, Any]:
     out: dict[str, Any] = {"samples": {"total": store.layout.n, **store.counts()}, "directions": []}
+    if store.layout.landmark_regions:  # done samples whose face was not found, per landmark region
+        ok = store.status() == DONE
+        out["samples"]["no_face"] = {r: int((ok & ~store.region_found(r)).sum()) for r in store.layout.landmark_regions}
     truth: dict[str, np.ndarray] = {}
     if spec.generator.kind == "synthetic" or "ground_truth" in (store.group.attrs.get("generator") or {}):
         from lrgan_dist.apply.build import make_generator
@@ -106,6 +109,9 @@ def format_summary(report: dict[str, Any]) -> str:
     s = report["summary"]["samples"]
     lines = [f"store: {report.get('store')}",
              f"samples: {s['done']} done, {s['failed']} failed, {s['pending']} pending (of {s['total']})"]
+    if s.get("no_face"):
+        lines.append("no face: " + ", ".join(f"{r} {k}" for r, k in s["no_face"].items())
+                     + " (landmark regions: those samples are left out of that region)")
     rows = report["summary"]["directions"]
     if rows:
         lines.append("")
