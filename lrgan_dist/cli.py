@@ -408,6 +408,34 @@ def export(
         typer.echo(f"exported {res['exported']} samples of {region}/{method} to {res['out']} (manifest.json)")
 
 
+@app.command()
+def stop(
+    job_id: str = typer.Argument(..., help="Ray job id."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray dashboard address (http://HEAD:8265)."),
+) -> None:
+    """Stop a job submitted with --address http://…."""
+    from lrgan_dist.pipeline.remote import default_address, stop_job
+
+    typer.echo(json.dumps(_run(lambda: stop_job(job_id, default_address(address)))))
+
+
+@app.command("list")
+def list_(
+    address: Optional[str] = typer.Option(None, "--address", help="Ray dashboard address (http://HEAD:8265)."),
+    all_jobs: bool = typer.Option(False, "--all", help="Every Ray job, not only lrgan-dist's."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the jobs of a cluster (submitted with --address http://…)."""
+    from lrgan_dist.pipeline.remote import default_address, list_jobs
+
+    jobs = _run(lambda: list_jobs(default_address(address), all_jobs=all_jobs))
+    if as_json:
+        typer.echo(json.dumps(jobs, indent=2, default=str))
+        return
+    for j in jobs:
+        typer.echo(f"{j['job_id']:<28} {j['status']:<10} {j.get('spec') or '-':<24} {j.get('version') or '-'}")
+
+
 def _format_dry_run(r: dict[str, Any]) -> str:
     res = r["resources_per_actor"]
     lines = [

@@ -2,10 +2,17 @@
 
 The job spec's directory is shipped as the job's ``working_dir`` (so mask files next
 to the spec travel with it) and the entrypoint is ``lrgan-dist submit <spec> --address
-auto …`` on the head node; the cluster must have lrgan-dist installed (see
-``cluster.yaml``'s setup commands). Token authentication: Ray's
-``JobSubmissionClient`` reads the token the same way the Ray CLI does
-(``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``); nothing here handles secrets.
+auto …`` on the head node, with every flag of the local command forwarded. This
+installation's ``lrgan_dist`` package travels with the job as a runtime_env
+``py_modules`` entry, so the cluster runs the same code as the submitting machine (its
+dependencies -- torch, ray, zarr -- come from the cluster's image; see docs/cluster.md).
+``logs --follow`` tails the job's log stream (``tail_job_logs``) instead of re-reading it;
+``stop`` and ``list`` wrap the client's ``stop_job``/``list_jobs``.
+
+Addresses: ``--address`` or, like Ray's CLI, ``RAY_API_SERVER_ADDRESS`` / an ``http://``
+``RAY_ADDRESS``. Token authentication: Ray's ``JobSubmissionClient`` reads the token the
+same way the Ray CLI does (``RAY_AUTH_MODE=token`` with ``RAY_AUTH_TOKEN`` or
+``~/.ray/auth_token``; docs/cluster.md); nothing here handles secrets.
 """
 from __future__ import annotations
 
@@ -15,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["submit_job", "job_status", "job_logs", "follow_logs", "default_address"]
+__all__ = ["submit_job", "job_status", "job_logs", "follow_logs", "default_address", "stop_job", "list_jobs",
+           "entrypoint_args"]
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
@@ -34,17 +42,52 @@ def _client(address: str) -> Any:
     return JobSubmissionClient(address)
 
 
-def submit_job(spec_path: Path, address: str, extra_args: Sequence[str]) -> str:
-    """Submit ``lrgan-dist submit`` as a Ray Job; return its id."""
+def entrypoint_args(spec_name: str, extra_args: Sequence[str]) -> list[str]:
+    """The job's command line: ``python -m lrgan_dist submit SPEC --address auto`` + the forwarded flags."""
+    extra = list(extra_args)
+    return ["python", "-m", "lrgan_dist", "submit", spec_name, "--address", "auto",
+            *(["--no-progress"] if "--no-progress" not in extra else []), *extra]
+
+
+def submit_job(spec_path: Path, address: str, extra_args: Sequence[str], ship_code: bool = True) -> str:
+    """Submit ``lrgan-dist submit`` as a Ray Job; return its id.
+
+    ``ship_code``: this installation's ``lrgan_dist`` package goes with the job
+    (runtime_env ``py_modules``), so the head runs the submitting machine's version."""
+    import lrgan_dist
+
     spec_path = Path(spec_path).resolve()
-    entry = ["python", "-m", "lrgan_dist", "submit", spec_path.name, "--address", "auto", "--no-progress", *extra_args]
+    entry = entrypoint_args(spec_path.name, extra_args)
+    runtime_env: dict[str, Any] = {"working_dir": str(spec_path.parent),
+                                   "env_vars": {"PYTHONUNBUFFERED": "1"}}
+    if ship_code:
+        runtime_env["py_modules"] = [str(Path(lrgan_dist.__file__).resolve().parent)]
     client = _client(address)
     return client.submit_job(
         entrypoint=" ".join(shlex.quote(a) for a in entry),
-        runtime_env={"working_dir": str(spec_path.parent),
-                     "env_vars": {"PYTHONUNBUFFERED": "1"}},
-        metadata={"lrgan_dist": "submit", "spec": spec_path.name},
+        runtime_env=runtime_env,
+        metadata={"lrgan_dist": "submit", "spec": spec_path.name, "lrgan_dist_version": lrgan_dist.__version__},
     )
+
+
+def stop_job(job_id: str, address: str) -> dict[str, Any]:
+    """Ask the cluster to stop a job; returns ``{job_id, stopped}`` (False when it had already ended)."""
+    return {"job_id": job_id, "stopped": bool(_client(address).stop_job(job_id))}
+
+
+def list_jobs(address: str, all_jobs: bool = False) -> list[dict[str, Any]]:
+    """Jobs on the cluster (only lrgan-dist's unless ``all_jobs``), oldest first."""
+    out = []
+    for info in _client(address).list_jobs():
+        meta = dict(getattr(info, "metadata", None) or {})
+        if not all_jobs and meta.get("lrgan_dist") != "submit":
+            continue
+        status = getattr(info, "status", "")
+        out.append({"job_id": getattr(info, "submission_id", None) or getattr(info, "job_id", None),
+                    "status": str(getattr(status, "value", status)), "spec": meta.get("spec"),
+                    "version": meta.get("lrgan_dist_version"), "start_time": getattr(info, "start_time", None),
+                    "end_time": getattr(info, "end_time", None), "message": getattr(info, "message", None)})
+    return sorted(out, key=lambda j: j["start_time"] or 0)
 
 
 def job_status(job_id: str, address: str) -> dict[str, Any]:
@@ -58,8 +101,22 @@ def job_logs(job_id: str, address: str) -> str:
 
 
 def follow_logs(job_id: str, address: str, out: Any = sys.stdout, poll: float = 1.0, timeout: float | None = None) -> str:
-    """Stream a job's logs until it ends; return its final status."""
+    """Stream a job's logs until it ends (the client's ``tail_job_logs``: each line once, no
+    re-download); return its final status. Falls back to polling when tailing is unavailable."""
     client = _client(address)
+    if hasattr(client, "tail_job_logs"):
+        import asyncio
+
+        async def _tail() -> None:
+            async for lines in client.tail_job_logs(job_id):
+                out.write(lines)
+                out.flush()
+
+        try:
+            asyncio.run(asyncio.wait_for(_tail(), timeout) if timeout is not None else _tail())
+        except asyncio.TimeoutError:
+            pass
+        return str(getattr(client.get_job_status(job_id), "value", client.get_job_status(job_id)))
     shown = 0
     t0 = time.monotonic()
     while True:

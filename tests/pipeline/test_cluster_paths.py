@@ -82,3 +82,113 @@ def test_relative_store_from_a_second_directory_on_a_running_head(tmp_path):
     assert (work / "rel.zarr" / "zarr.json").is_file()
     assert "store: rel.zarr" in proc.stdout
     assert not (Path(job).parent / "rel.zarr").exists()
+
+
+class _Recorder:
+    """A JobSubmissionClient stand-in that records what it is asked."""
+
+    def __init__(self, address):
+        self.address = address
+        self.calls = []
+
+    def submit_job(self, **kw):
+        self.calls.append(("submit_job", kw))
+        return "raysubmit_test"
+
+    def stop_job(self, job_id):
+        self.calls.append(("stop_job", job_id))
+        return True
+
+    def list_jobs(self):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(submission_id="a", status="RUNNING", metadata={"lrgan_dist": "submit", "spec": "j.yaml"},
+                                start_time=2, end_time=None, message=""),
+                SimpleNamespace(submission_id="b", status="SUCCEEDED", metadata={}, start_time=1, end_time=3,
+                                message="")]
+
+
+def test_jobs_api_forwards_every_submit_flag(tmp_path, monkeypatch):
+    """Every option of `submit` reaches the remote entrypoint (introspected: a new flag must be forwarded too)."""
+    import shlex
+
+    import typer.main
+    from typer.testing import CliRunner
+
+    from lrgan_dist import cli as cli_mod
+    from lrgan_dist.pipeline import remote
+
+    clients: list[_Recorder] = []
+
+    def make(address):
+        clients.append(_Recorder(address))
+        return clients[-1]
+
+    monkeypatch.setattr(remote, "_client", make)
+    job = write_spec(tmp_path / "job.yaml")
+    cmd = typer.main.get_command(cli_mod.app).commands["submit"]
+    local_only = {"job", "address", "detach", "dry_run"}
+    args: list[str] = []
+    expect: list[list[str]] = []
+    for p in cmd.params:
+        if p.name in local_only or not p.opts:
+            continue
+        flag = p.opts[0]
+        if p.is_flag:
+            args.append(flag)
+            expect.append([flag])
+        else:
+            val = {"--samples": "4", "--actors": "1", "--stages": "jacobians,factorize"}.get(flag, f"v-{p.name}")
+            args += [flag, val]
+            expect.append([flag, val])
+    assert len(expect) >= 10, expect
+    res = CliRunner().invoke(cli_mod.app, ["submit", str(job), "--address", "http://head:8265", "--detach", *args])
+    assert res.exit_code == 0, res.output
+    (name, kw), = clients[-1].calls
+    entry = shlex.split(kw["entrypoint"])
+    assert entry[:7] == ["python", "-m", "lrgan_dist", "submit", "job.yaml", "--address", "auto"]
+    for e in expect:
+        i = entry.index(e[0])
+        assert entry[i:i + len(e)] == e, (e, entry)
+    assert kw["runtime_env"]["working_dir"] == str(tmp_path)
+    assert kw["runtime_env"]["py_modules"][0].endswith("lrgan_dist")
+    # stop and list
+    res = CliRunner().invoke(cli_mod.app, ["stop", "raysubmit_test", "--address", "http://head:8265"])
+    assert res.exit_code == 0 and clients[-1].calls == [("stop_job", "raysubmit_test")]
+    res = CliRunner().invoke(cli_mod.app, ["list", "--address", "http://head:8265", "--json"])
+    assert res.exit_code == 0
+    import json
+
+    assert [j["job_id"] for j in json.loads(res.output)] == ["a"]
+
+
+def test_follow_logs_tails_instead_of_polling():
+    import io
+
+    from lrgan_dist.pipeline import remote
+
+    class Tail:
+        gets = 0
+
+        async def _gen(self):
+            for chunk in ("line 1\n", "line 2\n"):
+                yield chunk
+
+        def tail_job_logs(self, job_id):
+            return self._gen()
+
+        def get_job_logs(self, job_id):
+            Tail.gets += 1
+            return ""
+
+        def get_job_status(self, job_id):
+            return "SUCCEEDED"
+
+    orig = remote._client
+    remote._client = lambda address: Tail()
+    try:
+        out = io.StringIO()
+        assert remote.follow_logs("j", "http://x", out=out) == "SUCCEEDED"
+    finally:
+        remote._client = orig
+    assert out.getvalue() == "line 1\nline 2\n" and Tail.gets == 0
