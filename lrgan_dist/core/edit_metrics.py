@@ -24,7 +24,8 @@ axes).  The per-pixel change of an edit ``x0 → x1`` is ``δ_p = mean_c (x1 - x
   Manifold: Discovering the Local Coordinates on the Latent Space of GANs", ICLR 2022,
   §4.2, eq. 7): ``d_geo(A, B) = sqrt(Σ_i θ_i²)`` over the principal angles θ_i between the
   row spaces of A [k1, d] and B [k2, d] (min(k1, k2) angles; the rows are
-  orthonormalised first).  0 for equal subspaces, ``(π/2)·sqrt(k)`` for orthogonal ones.
+  orthonormalised first, by :func:`lrgan_dist.core.subspaces.orth`, the one basis
+  policy).  0 for equal subspaces, ``(π/2)·sqrt(k)`` for orthogonal ones.
 
 All functions return NaN where a quantity is undefined (an empty mask, no change at all).
 """
@@ -33,6 +34,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from lrgan_dist.core.subspaces import orth
 
 __all__ = [
     "grassmann_distance",
@@ -107,19 +110,13 @@ def precision_at_n(x0: Any, x1: Any, mask: Any) -> np.ndarray:
     return out.reshape(lead)
 
 
-def _orth_rows(A: np.ndarray, tol: float = 1e-10) -> np.ndarray:
-    A = np.asarray(A, dtype=np.float64)
-    A = A[np.isfinite(A).all(axis=1)] if A.ndim == 2 else A
-    if A.ndim != 2 or A.shape[0] == 0:
-        return np.zeros((0, A.shape[-1] if A.ndim == 2 else 0))
-    _, s, vt = np.linalg.svd(A, full_matrices=False)
-    return vt[s > tol * max(s.max(), 1e-300)]
-
-
 def grassmann_distance(A: Any, B: Any) -> float:
     """Geodesic (Grassmannian) distance sqrt(Σ θ_i²) between the row spaces of A [k1, d] and
     B [k2, d] (NaN rows dropped; min(k1, k2) principal angles; NaN when either is empty)."""
-    Qa, Qb = _orth_rows(A), _orth_rows(B)
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    if A.ndim != 2 or B.ndim != 2:
+        raise ValueError(f"subspaces: expected [k, d] row sets, received {list(A.shape)} and {list(B.shape)}")
+    Qa, Qb = orth(A), orth(B)  # the one orthonormal-basis policy (lrgan_dist.core.subspaces)
     if Qa.shape[0] == 0 or Qb.shape[0] == 0:
         return float("nan")
     if Qa.shape[1] != Qb.shape[1]:
