@@ -18,7 +18,7 @@ See docs/architecture.md for the layers and docs/spec.md for every job-spec key.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -35,6 +35,8 @@ __all__ = [
     "validate",
 ]
 
+# name → module; resolved on first access by importlib (no static import: ``import
+# lrgan_dist`` stays light and the package root depends on no layer, docs/architecture.md).
 _LAZY = {
     "open_store": "lrgan_dist.analysis.loaders",
     "load_directions": "lrgan_dist.analysis.loaders",
@@ -43,12 +45,9 @@ _LAZY = {
     "load_spec": "lrgan_dist.spec",
     "JobSpec": "lrgan_dist.spec",
     "SpecError": "lrgan_dist.spec",
+    "validate": "lrgan_dist.api",
+    "submit": "lrgan_dist.api",
 }
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lrgan_dist.analysis.loaders import load_directions, load_transfer, open_store
-    from lrgan_dist.apply.export import export_reference
-    from lrgan_dist.spec import JobSpec, SpecError, load_spec
 
 
 def __getattr__(name: str) -> Any:
@@ -61,34 +60,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-def validate(job: Any) -> Any:
-    """Parse and validate a job spec (a YAML path or an already-parsed mapping); returns the
-    :class:`~lrgan_dist.spec.JobSpec`. Raises ``SpecError`` (``SpecErrors`` listing every bad field)."""
-    from pathlib import Path
-
-    from lrgan_dist.spec import load_spec, parse_spec
-
-    if isinstance(job, (str, Path)):
-        return load_spec(job)
-    return parse_spec(job)
-
-
-def submit(job: Any, *, store: str | None = None, samples: int | None = None, actors: int | None = None,
-           address: str | None = None, stages: Any = None, fresh: bool = False, retry_failed: bool = False,
-           show_progress: bool = False, report_dir: str | None | bool = None) -> dict[str, Any]:
-    """Run a job (a YAML path, a mapping or a JobSpec) like ``lrgan-dist submit`` and return its
-    JSON-able summary. ``address``: None/local (embedded Ray), ``auto``, ``HOST:PORT`` or ``ray://…``;
-    the Jobs API (``http://``) is the CLI's. ``report_dir=False`` skips the report."""
-    from lrgan_dist.pipeline.scheduler import parse_stages
-    from lrgan_dist.pipeline.scheduler import submit as run_submit
-    from lrgan_dist.spec import JobSpec
-
-    spec = job if isinstance(job, JobSpec) else validate(job)
-    spec = spec.with_overrides(store=store, samples=samples, actors=actors)
-    from lrgan_dist.pipeline.cluster_paths import absolute_store_uri
-
-    spec = spec.with_overrides(store=absolute_store_uri(spec.store.uri))
-    return run_submit(spec, stages=parse_stages(stages), address=address, fresh=fresh, show_progress=show_progress,
-                      retry_failed=retry_failed, report_dir=report_dir)

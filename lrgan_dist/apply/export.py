@@ -63,7 +63,7 @@ def export_reference(store: str | Store, region: str, method: str, out: str | os
     labels = sorted(lab for r, lab in groups if r == region)
     if method not in labels:
         raise SpecError("--method", f"received {method!r}; expected a method label of region {region!r}: {labels}")
-    g = st.group[groups[(region, method)]]
+    g: Any = st.group[groups[(region, method)]]
     attrs = dict(g.attrs)
     n = st.layout.n
     status = st.status()

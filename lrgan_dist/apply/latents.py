@@ -109,7 +109,7 @@ def job_latents(spec: JobSpec, generator: Any, indices: Sequence[int]) -> torch.
         rows = nvidia_z([s.seeds[i] for i in idx], _expected(spec, generator, "z")[0])
     else:
         space = s.space or analysed_space(generator)
-        arr = np.load(s.latents, mmap_mode="r", allow_pickle=False)
+        arr = np.load(str(s.latents), mmap_mode="r", allow_pickle=False)
         if arr.ndim != 2 or arr.shape[1] != _expected(spec, generator, space)[0]:
             check_job_latents(spec, generator)  # raises the full message
         rows = np.asarray(arr[idx], dtype=np.float64)
