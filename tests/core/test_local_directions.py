@@ -114,3 +114,14 @@ def test_rows_best_first_by_in_region_energy_on_the_synthetic_generator():
         assert (np.diff(e[i, :n]) <= 1e-6 * e[i, 0]).all()
         assert torch.isnan(res.spectrum[i, n:]).all()
     assert checked >= 6
+
+
+def test_projected_svd_drops_inert_rows_too():
+    """The same floor in projected_svd: a region eigenvector with 1e-9 of the energy (kept by
+    an energy threshold of 100 %) changes nothing and is not stored."""
+    d = 4
+    M_R = torch.diag(torch.tensor([1.0, 1e-9, 0.0, 0.0], dtype=torch.float64))[None]
+    M_B = torch.diag(torch.tensor([0.0, 0.0, 1.0, 0.0], dtype=torch.float64))[None]
+    res = get_method("projected_svd", energy_in=1.0, energy_out=0.5)(M_R, M_B)
+    assert int(res.rank[0]) == 1
+    np.testing.assert_allclose(np.abs(res.vectors[0, 0].double().numpy()), np.eye(d)[0], atol=1e-6)

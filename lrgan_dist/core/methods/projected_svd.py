@@ -17,7 +17,9 @@ With eigendecompositions ``M_R = V_R diag(a) V_Rᵀ`` and ``M_B = V_B diag(b) V_
 3. ``D = normalize_rows(Uᵀ (I - W Wᵀ))``: each region direction projected onto the
    orthogonal complement of the rest's top subspace (LOCO-Edit's null-space projection).
    Rows whose projection keeps less than ``1e-6`` of their norm lie in span(W) and are
-   dropped.
+   dropped, and so are inert rows, whose region energy ``vᵀM_R v`` is below
+   :data:`~lrgan_dist.core.subspaces.INERT_FRAC` (1e-5) of a random direction's
+   ``tr M_R / d`` (the floor of lowrankgan's keep rule and of the carrying rule; issue 18).
 4. Rows are ordered by post-projection region energy ``vᵀ M_R v`` (descending), stored
    as the spectrum (as ``lowrankgan`` does).
 
@@ -40,6 +42,7 @@ from lrgan_dist.core.methods.registry import (
     _sym_eig_desc,
     register_method,
 )
+from lrgan_dist.core.subspaces import INERT_FRAC
 
 __all__ = ["ProjectedSVD", "energy_rank"]
 
@@ -94,6 +97,8 @@ class ProjectedSVD(Method):
         keep = (ar[None, :] < k_in[:, None]) & (norms > _KEEP) & finite[:, None]
         D = D / norms.clamp(min=torch.finfo(D.dtype).tiny)[..., None]
         energy = torch.einsum("bkd,bde,bke->bk", D, A, D)  # post-projection vᵀ M_R v
+        rnd = torch.diagonal(A, dim1=-2, dim2=-1).sum(-1) / d  # tr M_R / d: a random direction's
+        keep = keep & (energy >= INERT_FRAC * rnd[:, None])
         energy = torch.where(keep, energy, float("-inf"))
         order = torch.argsort(energy, dim=-1, descending=True)
         D = torch.gather(D, 1, order[..., None].expand(B, d, d))
