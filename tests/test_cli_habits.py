@@ -107,5 +107,15 @@ def test_dry_run_writes_nothing(tmp_path):
 
 
 def test_quiet_verbose_accepted():
-    assert cli("-q", "validate", str(ROOT / "jobs" / "quickstart.yaml")).returncode == 0
-    assert cli("-vv", "validate", str(ROOT / "jobs" / "quickstart.yaml")).returncode == 0
+    import logging
+
+    from typer.testing import CliRunner
+
+    from lrgan_dist.cli import app
+
+    job = str(ROOT / "jobs" / "quickstart.yaml")
+    assert cli("-q", "validate", job).returncode == 0
+    assert cli("-vv", "validate", job).returncode == 0
+    for flags, level in ((["-q"], logging.WARNING), ([], logging.INFO), (["-v"], logging.DEBUG)):
+        assert CliRunner().invoke(app, [*flags, "validate", job]).exit_code == 0
+        assert logging.getLogger("lrgan_dist").level == level

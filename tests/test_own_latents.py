@@ -187,6 +187,11 @@ def test_submit_six_own_ws_tiny_stylegan2_and_edit(tmp_path):
     proc = cli("submit", str(p), "--stages", "jacobians,factorize", "--no-report", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     st = _dirs(str(tmp_path / "sg2.zarr"), 6)
+    import re
+
+    # -q/-v logging: stage lines with timestamps on stderr (remote logs read the same)
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* INFO lrgan_dist.pipeline: stage jacobians: started",
+                     proc.stderr, re.M), proc.stderr[-2000:]
     np.testing.assert_allclose(st.read("latents"), ws, rtol=0, atol=0)
     proc = cli("edit", str(tmp_path / "sg2.zarr"), "--region", "centre", "--method", "lowrankgan", "--sample", "0-1",
                "--out", str(tmp_path / "grid.png"))

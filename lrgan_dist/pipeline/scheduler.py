@@ -16,6 +16,7 @@ jacobians stage of an existing store, one chunk at a time while
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ from lrgan_dist.spec import JobSpec, SpecError
 from lrgan_dist.store.zarrstore import Store, StoreError, remove_store, store_exists
 
 __all__ = ["STAGES", "submit", "prepare_store", "parse_stages", "stage_module", "run_stage", "default_report_dir"]
+
+_log = logging.getLogger("lrgan_dist.pipeline")  # timestamped on stderr by the CLI (-q/-v)
 
 STAGES = ("jacobians", "factorize", "population", "transfer", "previews")
 
@@ -170,7 +173,10 @@ def _submit_locked(spec: JobSpec, stages: Sequence[str], address: str | None, fr
         ctx = StageContext(spec, store, ray, show_progress, retry_failed, hooks or StageHooks())
         for name in STAGES:
             if name in stages:
+                _log.info("stage %s: started (store %s)", name, spec.store.uri)
                 report["stages"][name] = stage_module(name).run(ctx)
+                _log.info("stage %s: finished %s", name, {k: v for k, v in report["stages"][name].items()
+                                                          if isinstance(v, (int, float, str))})
                 store.consolidate()
     report["summary"] = summarize(spec, store)
     if "transfer" in stages and report_dir is not False:
