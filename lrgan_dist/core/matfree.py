@@ -67,7 +67,6 @@ union against d = 9 216 (19×); measured in ``bench/bench_matfree.py``.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -77,6 +76,7 @@ from torch import Tensor
 
 from lrgan_dist.core.jacobian import CHANNEL_MODES, pool_image
 from lrgan_dist.core.shapes import assert_shape
+from lrgan_dist.core.subspaces import INERT_FRAC
 
 __all__ = [
     "MatFreeConfig",
@@ -525,7 +525,8 @@ def projected_svd_directions(V_R: Tensor, th_R: Tensor, V_B: Tensor, th_B: Tenso
     replaced by the energy of the k pairs given: ``k_R`` = smallest r with
     ``Σ_{i<r} θ_R,i ≥ energy_in · Σ_{i<k} θ_R,i`` (likewise k_B); rows
     ``D = normalize(V_R[:k_R] (I − Wᵀ W))``, ``W = V_B[:k_B]``; rows shorter than 1e-6 before
-    normalising are dropped; rows ordered by ``vᵀ M_R v``.  That energy is exact when
+    normalising are dropped, and so are inert rows (``vᵀM_R v < INERT_FRAC · Σθ_R / d``);
+    rows ordered by ``vᵀ M_R v``.  That energy is exact when
     ``union_in`` = W' M_R W'ᵀ (W' = [V_R; V_B]) is given (every row lies in span W'),
     else from the rank-k truncation ``Σ_j θ_R,j (v·v_j)²``.  Identical to the dense method
     when the k pairs capture both Grams' ranges (k ≥ rank).  V_* [B, k, d] rows,
@@ -560,6 +561,9 @@ def projected_svd_directions(V_R: Tensor, th_R: Tensor, V_B: Tensor, th_B: Tenso
         energy = torch.einsum("bki,bij,bkj->bk", coef, G, coef)
     else:
         energy = ((D @ VR.mT) ** 2 * tR[:, None, :]).sum(-1)
+    # inert rows dropped like the dense method: vᵀM_R v < INERT_FRAC · tr M_R / d, with
+    # tr M_R = Σ θ_R over the k pairs (exact when they capture M_R's range)
+    keep = keep & (energy >= INERT_FRAC * tR.sum(-1, keepdim=True) / d)
     energy = torch.where(keep, energy, float("-inf"))
     order = torch.argsort(energy, dim=-1, descending=True)
     D = torch.gather(D, 1, order[..., None].expand(B, k, d))
