@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from lrgan_dist.core.subspaces import carrying, locality
+from lrgan_dist.core.subspaces import carrying
 from lrgan_dist.spec import SpecError, parse_spec
 from lrgan_dist.store.zarrstore import Store, StoreError
 from lrgan_dist.testing.stores import STUDY_SPEC, build_study_store  # noqa: F401
@@ -90,10 +90,15 @@ def test_linearized_scores_equal_direct_computation(small):
             for sc in scored:
                 loc = g[f"transfer/linear/{region}/{label}/on/{sc}/locality"][si]
                 e_in = g[f"transfer/linear/{region}/{label}/on/{sc}/energy_in"][si]
+                a_in = g[f"transfer/linear/targets/{sc}/area_in"][:]
+                a_out = g[f"transfer/linear/targets/{sc}/area_out"][:]
                 for t in (0, 5, 11):
                     gi = g[f"regions/{sc}/gram_in"][t].astype(np.float64)
                     go = g[f"regions/{sc}/gram_out"][t].astype(np.float64)
-                    np.testing.assert_allclose(loc[t], locality(V[:k], gi, go), rtol=2e-5, atol=1e-6, equal_nan=True)
+                    # the share of the first-order change inside the region: ΣR·vᵀM_R v / (ΣR·vᵀM_R v + ΣB·vᵀM_B v)
+                    t_in = a_in[t] * np.einsum("kd,de,ke->k", V[:k], gi, V[:k])
+                    t_out = a_out[t] * np.einsum("kd,de,ke->k", V[:k], go, V[:k])
+                    np.testing.assert_allclose(loc[t], t_in / (t_in + t_out), rtol=2e-5, atol=1e-6, equal_nan=True)
                     np.testing.assert_allclose(e_in[t], np.einsum("kd,de,ke->k", V[:k], gi, V[:k]), rtol=2e-5,
                                                atol=1e-9, equal_nan=True)
     area = g["transfer/linear/targets/eyes_mask/area_in"][:]
