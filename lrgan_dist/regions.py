@@ -98,6 +98,9 @@ class RegionError(ValueError):
         self.message = message
         super().__init__(f"region {name!r}: {message}" if name else f"region: {message}")
 
+    def __reduce__(self) -> Any:  # picklable, so an error raised in a Ray worker reaches the CLI intact
+        return (type(self), (self.region, self.message, self.field))
+
 
 def _available_presets() -> list[str]:
     return [f"{ds}:{part}" for ds, (_, boxes) in PRESETS.items() for part in boxes]

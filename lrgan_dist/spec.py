@@ -70,8 +70,12 @@ class SpecError(ValueError):
 
     def __init__(self, field_path: str, message: str, source: str | None = None):
         self.field = field_path
+        self._init = (field_path, message, source)
         prefix = f"{source}: " if source else ""
         super().__init__(f"{prefix}{field_path}: {message}" if field_path else f"{prefix}{message}")
+
+    def __reduce__(self) -> Any:  # picklable, so an error raised in a Ray worker reaches the CLI intact
+        return (type(self), self._init)
 
 
 class SpecErrors(SpecError):
@@ -79,6 +83,7 @@ class SpecErrors(SpecError):
 
     def __init__(self, errors: list[SpecError], source: str | None = None):
         self.errors = list(errors)
+        self._init = (self.errors, source)  # type: ignore[assignment]
         first = self.errors[0]
         self.field = first.field
         prefix = f"{source}: " if source else ""
