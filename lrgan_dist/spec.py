@@ -703,9 +703,9 @@ def _parse_samples(raw: Mapping[str, Any], base_dir: str) -> SamplesSpec:
         raise SpecError("samples.latents", f"file {str(path)!r} does not exist; expected a .npy file of "
                         "latents [N, d] (np.save)")
     shape, dtype = npy_header(path, "samples.latents")
-    if len(shape) != 2 or shape[0] < 1 or dtype.kind != "f":
+    if len(shape) not in (2, 3) or shape[0] < 1 or dtype.kind != "f":
         raise SpecError("samples.latents", f"{str(path)!r} holds {dtype} {list(shape)}; expected float "
-                        "latents [N, d] (one row per sample)")
+                        "latents [N, d] (one row per sample; [N, num_ws, w_dim] for per-slot W+)")
     if "count" in raw and s.count != shape[0]:
         raise SpecError("samples.count", f"received {s.count} but samples.latents holds {shape[0]} rows; "
                         "expected no count (it comes from the file)")

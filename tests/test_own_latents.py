@@ -61,7 +61,7 @@ def test_latent_file_gives_count_and_content_fingerprint(tmp_path):
 
 @pytest.mark.parametrize("samples, field, words", [
     ({"latents": "missing.npy"}, "samples.latents", "does not exist"),
-    ({"latents": "bad3d.npy"}, "samples.latents", "[2, 3, 4]"),
+    ({"latents": "bad4d.npy"}, "samples.latents", "[2, 3, 4, 5]"),
     ({"latents": "ints.npy"}, "samples.latents", "float"),
     ({"latents": "mine.npy", "count": 5}, "samples.count", "holds 6 rows"),
     ({"space": "w"}, "samples.space", "without samples.latents"),
@@ -72,7 +72,7 @@ def test_latent_file_gives_count_and_content_fingerprint(tmp_path):
 ])
 def test_sample_section_errors(tmp_path, samples, field, words):
     np.save(tmp_path / "mine.npy", np.zeros((6, 64), np.float32))
-    np.save(tmp_path / "bad3d.npy", np.zeros((2, 3, 4), np.float32))
+    np.save(tmp_path / "bad4d.npy", np.zeros((2, 3, 4, 5), np.float32))
     np.save(tmp_path / "ints.npy", np.zeros((6, 64), np.int64))
     with pytest.raises(SpecError) as e:
         load_spec(_spec(tmp_path, samples))
@@ -120,6 +120,29 @@ def test_nvidia_seeds_convention(tmp_path):
     np.save(tmp_path / "z.npy", z)
     spec_z = load_spec(_tiny_sg2(tmp_path, {"latents": str(tmp_path / "z.npy"), "space": "z"}))
     assert torch.equal(job_latents(spec_z, gen, [0, 1]), x)
+
+
+def test_per_slot_wplus_codes_with_layers_all(tmp_path):
+    raw = yaml.safe_load(_tiny_sg2(tmp_path, {"count": 2}).read_text())
+    raw["latent"] = {"space": "wplus", "layers": "all", "truncation": 0.8}
+    ws = np.random.default_rng(1).standard_normal((3, 8, 32)).astype(np.float32)  # [N, num_ws, w_dim]
+    np.save(tmp_path / "ws_plus.npy", ws)
+    raw["samples"] = {"latents": str(tmp_path / "ws_plus.npy"), "space": "wplus"}
+    spec = parse_spec(raw, base_dir=str(tmp_path))
+    gen = make_generator(spec)
+    assert gen.latent_dim == 8 * 32
+    check_job_latents(spec, gen)
+    x = job_latents(spec, gen, [2, 0])
+    np.testing.assert_array_equal(x.numpy(), ws[[2, 0]].reshape(2, -1))
+    # one w per sample into every slot
+    np.save(tmp_path / "w.npy", ws[:, 0])
+    spec_w = parse_spec(dict(raw, samples={"latents": str(tmp_path / "w.npy"), "space": "w"}), base_dir=str(tmp_path))
+    np.testing.assert_array_equal(job_latents(spec_w, gen, [1]).numpy(), np.tile(ws[1, 0], 8)[None])
+    # per-slot codes without layers: all are refused with the hint
+    spec_sub = load_spec(_tiny_sg2(tmp_path, {"latents": str(tmp_path / "ws_plus.npy"), "space": "wplus"}))
+    with pytest.raises(SpecError) as e:
+        check_job_latents(spec_sub, make_generator(spec_sub))
+    assert "layers: all" in str(e.value) and "[3, 8, 32]" in str(e.value)
 
 
 def _dirs(store: str, n: int) -> None:
