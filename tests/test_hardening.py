@@ -123,7 +123,7 @@ def test_verify_detects_deleted_chunk(done_store, tmp_path):
     chunk.unlink()
     proc = cli("inspect", str(s), "--verify")
     assert proc.returncode == 1
-    assert "regions/eyes/gram_in[4]" in proc.stdout and "NaN" in proc.stdout
+    assert "regions/eyes/gram_in[4:8]: chunk missing for samples marked done" in proc.stdout
 
 
 def test_verify_detects_missing_array_and_bad_fingerprint(done_store, tmp_path):

@@ -115,7 +115,7 @@ def test_quickstart_job_through_the_cli(tmp_path):
     report = cli_json("submit", str(ROOT / "jobs" / "quickstart.yaml"), "--store", str(store), "--samples", "16",
                       "--json", "--no-progress")
     assert report["summary"]["samples"]["done"] == 16
-    assert set(report["stages"]) == {"jacobians", "factorize", "population", "transfer"}
+    assert set(report["stages"]) == {"jacobians", "factorize", "population", "transfer", "previews"}
     info = cli_json("inspect", str(store), "--json")
     assert info["complete"] is True
     assert (tmp_path / "qs-report" / "report.html").exists()
