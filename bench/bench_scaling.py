@@ -32,8 +32,8 @@ def main() -> None:
     ap.add_argument("--cluster", action="store_true", help="simulate 2 nodes with ray.cluster_utils.Cluster")
     args = ap.parse_args()
 
-    from lrgan_dist.pipeline.scheduler import prepare_store, run_stage
     from lrgan_dist.pipeline.runtime import ray_session
+    from lrgan_dist.pipeline.scheduler import prepare_store, run_stage
     from lrgan_dist.spec import parse_spec
 
     def spec_for(actors: int, uri: str):

@@ -126,9 +126,10 @@ def submit(
                                      "of status, chunk presence and sizes, and metadata)."),
 ) -> None:
     """Run a job: jacobians → factorize → transfer, write the report, print a summary."""
-    from lrgan_dist.pipeline.scheduler import parse_stages, submit as run_submit
-    from lrgan_dist.spec import SpecError, load_spec
     from lrgan_dist.analysis.summary import format_summary
+    from lrgan_dist.pipeline.scheduler import parse_stages
+    from lrgan_dist.pipeline.scheduler import submit as run_submit
+    from lrgan_dist.spec import SpecError, load_spec
 
     shown: dict[str, str] = {}
 
@@ -333,7 +334,8 @@ def render(
     """
     import numpy as np
 
-    from lrgan_dist.apply.render import parse_seeds, render as do_render
+    from lrgan_dist.apply.render import parse_seeds
+    from lrgan_dist.apply.render import render as do_render
     from lrgan_dist.spec import SpecError, load_spec
 
     def go() -> dict[str, Any]:

@@ -44,8 +44,8 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from lrgan_dist.regions import RegionError, RegionSpec
 from lrgan_dist.core.digest import file_sha256, json_sha256
+from lrgan_dist.regions import RegionError, RegionSpec
 
 __all__ = [
     "SpecError",

@@ -12,11 +12,11 @@ import pytest
 import torch
 import zarr
 
-from lrgan_dist.testing.cli import cli, cli_json, write_spec
 from lrgan_dist.pipeline.scheduler import prepare_store
-from lrgan_dist.spec import load_spec
 from lrgan_dist.pipeline.stages.jacobians import JacobianWorker
+from lrgan_dist.spec import load_spec
 from lrgan_dist.store.zarrstore import DONE, FAILED, PENDING, Store
+from lrgan_dist.testing.cli import cli, cli_json, write_spec
 
 
 def _small(tmp_path: Path, **kw) -> Path:

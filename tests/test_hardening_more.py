@@ -23,17 +23,17 @@ import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrgan_dist.testing.cli import cli, cli_json, write_spec
 from lrgan_dist.generators import GeneratorError
 from lrgan_dist.generators.checkpoints import UnsafeCheckpointError, load_checkpoint, official_to_rosinality
 from lrgan_dist.generators.stylegan2.adapter import StyleGAN2Generator, random_network
 from lrgan_dist.pipeline.scheduler import prepare_store
-from lrgan_dist.regions import RegionError, region_mask
-from lrgan_dist.spec import SpecError, load_spec, parse_spec
 from lrgan_dist.pipeline.stages.factorize import factorize_unit, result_groups
 from lrgan_dist.pipeline.stages.jacobians import JacobianWorker
-from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError
+from lrgan_dist.regions import RegionError, region_mask
+from lrgan_dist.spec import SpecError, load_spec, parse_spec
 from lrgan_dist.store.verify import repair_for_resume, verify_store
+from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError
+from lrgan_dist.testing.cli import cli, cli_json, write_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "generators"))
 from lrgan_dist.testing.nvidia import write_snapshot  # noqa: E402  (tiny NVIDIA snapshots, no NVIDIA code)

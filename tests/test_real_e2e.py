@@ -90,9 +90,9 @@ def test_submit_stylegan2_random(tmp_path, latent):
     # the population stage ran SeFa on the generator's modulation weights (analysed layers)
     import zarr
 
+    from lrgan_dist.apply.build import make_generator
     from lrgan_dist.core.methods.sefa import sefa_directions
     from lrgan_dist.spec import load_spec
-    from lrgan_dist.apply.build import make_generator
 
     g = zarr.open_group(str(tmp_path / "store.zarr"), mode="r")
     V = np.asarray(g["population/_latent/sefa/vectors"][:])

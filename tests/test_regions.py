@@ -9,8 +9,8 @@ from PIL import Image
 
 from lrgan_dist.regions import (
     FFHQ_PRESETS,
-    RegionSpec,
     RegionError,
+    RegionSpec,
     box_mask,
     part_masks,
     preset_box,

@@ -81,8 +81,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lrgan_dist.generators.base import GeneratorError, assert_shape, latent_rng, register
 from lrgan_dist.core.digest import file_sha256
+from lrgan_dist.generators.base import GeneratorError, assert_shape, latent_rng, register
 
 __all__ = ["BigGANGenerator", "make_biggan", "truncated_normal", "load_biggan_checkpoint",
            "check_config", "write_random_checkpoint", "CONFIG_NAME", "WEIGHTS_NAME"]

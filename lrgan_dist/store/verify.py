@@ -53,8 +53,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lrgan_dist.store.layout import (DONE, FAILED, PENDING, STORE_FORMAT, V3_DTYPE, Layout, fill_equal, geometry,
-                                     spec_for, valid_status)
+from lrgan_dist.store.layout import (
+    DONE,
+    FAILED,
+    PENDING,
+    STORE_FORMAT,
+    V3_DTYPE,
+    Layout,
+    fill_equal,
+    geometry,
+    spec_for,
+    valid_status,
+)
 from lrgan_dist.store.zarrstore import Store, StoreError
 
 __all__ = ["verify_store", "repair_for_resume", "refuse_if_damaged", "check_same_generator"]

@@ -36,8 +36,17 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from lrgan_dist import __version__
-from lrgan_dist.store.layout import (DONE, FAILED, PENDING, STORE_FORMAT, Geometry, Layout, diagnostic_fill, geometry,
-                                     normalize_status)
+from lrgan_dist.store.layout import (
+    DONE,
+    FAILED,
+    PENDING,
+    STORE_FORMAT,
+    Geometry,
+    Layout,
+    diagnostic_fill,
+    geometry,
+    normalize_status,
+)
 
 __all__ = ["StoreError", "Layout", "Store", "PENDING", "DONE", "FAILED", "diagnostic_fill", "create_array",
            "is_lrgan_store", "remove_store", "RESULT_KINDS"]

@@ -33,8 +33,8 @@ STUDY_SPEC = {
 
 
 def _build(spec) -> dict:
-    from lrgan_dist.pipeline.scheduler import submit
     from lrgan_dist.pipeline.runtime import ray_session
+    from lrgan_dist.pipeline.scheduler import submit
     from lrgan_dist.pipeline.stages.transfer import run_transfer
 
     with ray_session(num_cpus=2) as r:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from lrgan_dist.generators.base import GeneratorError, latent_rng
-from lrgan_dist.apply.render import load_latents, parse_seeds, render
-from lrgan_dist.spec import SpecError, parse_spec
 from lrgan_dist.apply.build import make_generator
+from lrgan_dist.apply.render import load_latents, parse_seeds, render
+from lrgan_dist.generators.base import GeneratorError, latent_rng
+from lrgan_dist.spec import SpecError, parse_spec
 
 SG2 = dict(z_dim=32, w_dim=32, img_resolution=16, channel_base=256, channel_max=16, mapping_layers=2,
            perturb=0.1, seed=1)

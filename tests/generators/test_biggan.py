@@ -13,6 +13,7 @@ import torch
 
 pkg = pytest.importorskip("pytorch_pretrained_biggan")
 
+from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, jacobian  # noqa: E402
 from lrgan_dist.generators.base import GeneratorError, build_generator, latent_rng  # noqa: E402
 from lrgan_dist.generators.biggan import (  # noqa: E402
     CONFIG_NAME,
@@ -22,7 +23,6 @@ from lrgan_dist.generators.biggan import (  # noqa: E402
     truncated_normal,
     write_random_checkpoint,
 )
-from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, jacobian  # noqa: E402
 
 # 64×64, channel_width 8, 10 classes; attention at 32×32 as in the real models' layout.
 CFG64 = dict(output_dim=64, z_dim=16, class_embed_dim=16, channel_width=8, num_classes=10,

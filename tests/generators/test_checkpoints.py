@@ -26,9 +26,20 @@ from lrgan_dist.generators.checkpoints import (
     official_to_rosinality,
 )
 from lrgan_dist.generators.stylegan2.adapter import StyleGAN2Generator, random_network
-
 from lrgan_dist.testing.nvidia import (  # noqa: F401
-    DATA, TINY_KWARGS, PERSISTENCE_SRC, DNNLIB_SRC, NETWORKS_SRC, MALICIOUS_PAYLOAD, FAKE_MODULES, fake_nvidia, mirror, tiny_net, fixture_state, write_snapshot, assert_nothing_imported,
+    DATA,
+    DNNLIB_SRC,
+    FAKE_MODULES,
+    MALICIOUS_PAYLOAD,
+    NETWORKS_SRC,
+    PERSISTENCE_SRC,
+    TINY_KWARGS,
+    assert_nothing_imported,
+    fake_nvidia,
+    fixture_state,
+    mirror,
+    tiny_net,
+    write_snapshot,
 )
 
 

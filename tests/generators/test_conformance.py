@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import torch
 
+from lrgan_dist.apply.build import make_generator
 from lrgan_dist.core.jacobian import jacobian, pool_image
 from lrgan_dist.spec import parse_spec
-from lrgan_dist.apply.build import make_generator
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # tiny_module_gen for kind: module

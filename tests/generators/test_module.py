@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from lrgan_dist.apply.build import make_generator
 from lrgan_dist.generators.base import GeneratorError, build_generator
 from lrgan_dist.generators.module import check_protocol, resolve_factory
 from lrgan_dist.spec import parse_spec
-from lrgan_dist.apply.build import make_generator
 
 HERE = Path(__file__).resolve().parent
 

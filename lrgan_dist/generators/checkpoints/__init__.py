@@ -95,6 +95,7 @@ from typing import Any, BinaryIO, Mapping
 
 import torch
 
+from lrgan_dist.core.digest import file_sha256, to_jsonable
 from lrgan_dist.generators.base import GeneratorError
 from lrgan_dist.generators.checkpoints.unpickler import (
     PersistentObject,
@@ -103,7 +104,6 @@ from lrgan_dist.generators.checkpoints.unpickler import (
     safe_unpickle,
 )
 from lrgan_dist.generators.stylegan2.net import Generator, setup_filter
-from lrgan_dist.core.digest import file_sha256, to_jsonable
 
 __all__ = [
     "UnsafeCheckpointError",

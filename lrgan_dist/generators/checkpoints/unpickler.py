@@ -6,8 +6,8 @@ Reviewable on its own: nothing here executes code from a file.  See
 from __future__ import annotations
 
 import _compat_pickle
-import hashlib
 import collections
+import hashlib
 import io
 import pickle
 import re

@@ -77,6 +77,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
 from lrgan_dist.core.digest import to_jsonable
 
 __all__ = [
