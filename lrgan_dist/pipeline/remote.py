@@ -12,7 +12,15 @@ dependencies -- torch, ray, zarr -- come from the cluster's image; see docs/clus
 Addresses: ``--address`` or, like Ray's CLI, ``RAY_API_SERVER_ADDRESS`` / an ``http://``
 ``RAY_ADDRESS``. Token authentication: Ray's ``JobSubmissionClient`` reads the token the
 same way the Ray CLI does (``RAY_AUTH_MODE=token`` with ``RAY_AUTH_TOKEN`` or
-``~/.ray/auth_token``; docs/cluster.md); nothing here handles secrets.
+``~/.ray/auth_token``; docs/cluster.md); nothing here handles secrets, but a token that
+would travel over plain ``http://`` to another host draws a warning.
+
+Upload hygiene: the working directory is shipped without :data:`UPLOAD_EXCLUDES`
+(dotfiles and dot-folders such as ``.ssh/``, ``.aws/`` and ``.git/``; stores and their
+leases; checkpoints and weight files; caches), so a spec kept in a home folder does not
+upload credentials or gigabytes of weights. Checkpoints belong where every node can read
+them (``s3://`` or a shared filesystem); a spec that names an excluded local file gets a
+warning naming it.
 """
 from __future__ import annotations
 
@@ -23,9 +31,55 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["submit_job", "job_status", "job_logs", "follow_logs", "default_address", "stop_job", "list_jobs",
-           "entrypoint_args"]
+           "entrypoint_args", "UPLOAD_EXCLUDES", "upload_warnings"]
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+#: gitignore-style patterns never uploaded with a job's working directory
+UPLOAD_EXCLUDES = [
+    ".*", "**/.*",                                   # .ssh/, .aws/credentials, .git/, .env, ...
+    "*.zarr", "**/*.zarr", "*.lease", "**/*.lease",   # stores and their leases
+    "*-report", "**/__pycache__", "runs",             # outputs
+    "*.pkl", "*.pt", "*.pth", "*.ckpt", "*.safetensors", "*.tar", "*.bin", "*.h5",  # weights
+]
+
+
+def _excluded(rel: str) -> bool:
+    import fnmatch
+
+    parts = Path(rel).parts
+    for pat in UPLOAD_EXCLUDES:
+        bare = pat.removeprefix("**/")
+        if any(fnmatch.fnmatch(part, bare) for part in parts):
+            return True
+    return False
+
+
+def upload_warnings(spec_path: Path, address: str) -> list[str]:
+    """Warnings for a remote submit: excluded files the spec names, a token over plain http."""
+    import os
+    from urllib.parse import urlparse
+
+    out: list[str] = []
+    try:
+        import yaml
+
+        raw = yaml.safe_load(spec_path.read_text()) or {}
+    except Exception:  # noqa: BLE001 - the head validates the spec; this is advice only
+        raw = {}
+    params = ((raw.get("generator") or {}).get("params") or {}) if isinstance(raw, dict) else {}
+    named = [params.get("checkpoint")] + [r.get("mask") for r in (raw.get("regions") or {}).values()
+                                          if isinstance(r, dict)] if isinstance(raw, dict) else []
+    for name in named:
+        if isinstance(name, str) and "://" not in name and not Path(name).is_absolute() and _excluded(name):
+            out.append(f"{name!r} next to the spec is not uploaded (excluded: dotfiles, stores, weight files); "
+                       "put it where every node can read it (s3:// or a shared filesystem)")
+    url = urlparse(address)
+    token = os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").exists()
+    if url.scheme == "http" and token and url.hostname not in ("127.0.0.1", "localhost", "::1"):
+        out.append(f"the Ray auth token is sent to {url.hostname} over plain http; use https or an SSH tunnel "
+                   "(ray dashboard cluster.yaml) — docs/cluster.md")
+    return out
 
 
 def default_address(address: str | None) -> str:
@@ -58,7 +112,9 @@ def submit_job(spec_path: Path, address: str, extra_args: Sequence[str], ship_co
 
     spec_path = Path(spec_path).resolve()
     entry = entrypoint_args(spec_path.name, extra_args)
-    runtime_env: dict[str, Any] = {"working_dir": str(spec_path.parent),
+    for line in upload_warnings(spec_path, address):
+        print(f"warning: {line}", file=sys.stderr)
+    runtime_env: dict[str, Any] = {"working_dir": str(spec_path.parent), "excludes": list(UPLOAD_EXCLUDES),
                                    "env_vars": {"PYTHONUNBUFFERED": "1"}}
     if ship_code:
         runtime_env["py_modules"] = [str(Path(lrgan_dist.__file__).resolve().parent)]
