@@ -4,7 +4,7 @@ Re-exported lazily by :mod:`lrgan_dist` (see its docstring for the whole API).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from lrgan_dist.spec import JobSpec
 
@@ -25,7 +25,7 @@ def validate(job: Any) -> JobSpec:
 
 def submit(job: Any, *, store: str | None = None, samples: int | None = None, actors: int | None = None,
            address: str | None = None, stages: Any = None, fresh: bool = False, retry_failed: bool = False,
-           show_progress: bool = False, report_dir: str | None | bool = None) -> dict[str, Any]:
+           show_progress: bool = False, report_dir: str | None | Literal[False] = None) -> dict[str, Any]:
     """Run a job (a YAML path, a mapping or a JobSpec) like ``lrgan-dist submit`` and return its
     JSON-able summary. ``address``: None/local (embedded Ray), ``auto``, ``HOST:PORT`` or ``ray://…``;
     the Jobs API (``http://``) is the CLI's. ``report_dir=False`` skips the report."""

@@ -487,4 +487,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()  # main() returns None: sys.exit(main()) only ever exited with status 0

@@ -369,7 +369,7 @@ def landmark_masks(images: Any, sets: Iterable[str], grid: Sequence[int], dilate
     _check_dilate(dilate_px)
     arr = _check_images(images)
     own = detector is None
-    det = FaceMeshDetector() if own else detector
+    det = FaceMeshDetector() if detector is None else detector  # own == (detector is None)
     try:
         results = det.detect(arr)
     finally:

@@ -237,6 +237,8 @@ def box_mask(
     y0, x0, y1, x1 = _check_box(name, box)
     h, w = (int(v) for v in grid)
     H, W = (int(v) for v in image_hw)
+    sy: float
+    sx: float
     if units == "normalized":
         sy, sx = h, w
     elif units == "pixels":

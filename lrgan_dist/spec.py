@@ -382,7 +382,7 @@ def check_region_runtime(spec: JobSpec) -> None:
 
 _FRACTION = re.compile(r"\s*\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*")
 _TOP = ("name", "generator", "latent", "samples", "grid", "regions", "methods", "compute", "store", "transfer", "previews")
-_DEFAULT_METHODS = {"lowrankgan": {}, "resefa": {}, "jacobian_svd": {}}
+_DEFAULT_METHODS: dict[str, dict[str, Any]] = {"lowrankgan": {}, "resefa": {}, "jacobian_svd": {}}
 
 
 def parse_spec(raw: Any, base_dir: str = ".") -> JobSpec:

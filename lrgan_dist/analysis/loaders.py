@@ -71,7 +71,7 @@ import pandas as pd
 
 from lrgan_dist.core.scores import baseline_share, edit_strength, inert, locality_per_pixel, locality_share
 from lrgan_dist.core.subspaces import source_energy
-from lrgan_dist.store.zarrstore import DONE, Store
+from lrgan_dist.store.zarrstore import DONE, Store, attrs_of, subgroup
 
 __all__ = [
     "TRANSFER_COLUMNS",
@@ -115,7 +115,7 @@ def open_store(store: str | Path | Store) -> Store:
 
 def has_transfer(store: str | Path | Store) -> bool:
     st = open_store(store)
-    return "transfer" in st.group and "linear" in dict(st.group["transfer"].attrs)
+    return "transfer" in st.group and "linear" in attrs_of(st.group["transfer"])
 
 
 def _typed(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
@@ -183,7 +183,7 @@ def load_groups(store: str | Path | Store) -> pd.DataFrame:
     rows = []
     for region, label, path in st.direction_groups():
         g = st.group[path]
-        a = dict(g.attrs)
+        a = attrs_of(g)
         fst = np.asarray(g["status"][:])
         rank = np.asarray(g["rank"][:])[fst == DONE].astype(np.float64)
         params = dict(a.get("params") or {})
@@ -220,7 +220,7 @@ def load_directions(store: str | Path | Store, region: str | None = None, method
         if (region is not None and reg != region) or (method is not None and label != method):
             continue
         g = st.group[path]
-        mname = dict(g.attrs).get("method", label)
+        mname = attrs_of(g).get("method", label)
         for a, b in st.layout.chunks():
             sel = want[a:b] & (np.asarray(g["status"][a:b]) == DONE)
             if not sel.any():
@@ -255,12 +255,12 @@ def transfer_groups(store: str | Path | Store) -> list[dict[str, Any]]:
     st = open_store(store)
     if not has_transfer(st):
         return []
-    return list(dict(st.group["transfer"].attrs)["linear"]["config"]["groups"])
+    return list(attrs_of(st.group["transfer"])["linear"]["config"]["groups"])
 
 
 def _realized_arrays(st: Store) -> dict[str, Any] | None:
-    root = st.group["transfer"]
-    real = dict(root.attrs).get("realized")
+    root = subgroup(st.group, "transfer")
+    real = attrs_of(root).get("realized")
     if not real or "realized" not in root or not real.get("pairs"):
         return None
     rst = np.asarray(root["realized/status"][:]) == DONE
@@ -277,7 +277,7 @@ def load_transfer(store: str | Path | Store, region: str | None = None, method: 
     if not has_transfer(st):
         return _empty(TRANSFER_COLUMNS)
     root = st.group["transfer"]
-    lin = dict(root.attrs)["linear"]
+    lin = attrs_of(root)["linear"]
     src = np.asarray(lin["sources"], dtype=np.int64)
     tmask = np.zeros(st.layout.n, dtype=bool)
     tmask[np.asarray(lin["targets"], dtype=np.int64)] = True
@@ -390,7 +390,7 @@ def load_realized(store: str | Path | Store, region: str | None = None, method: 
     if real is None:
         return _empty(REALIZED_COLUMNS)
     root = st.group["transfer"]
-    lin = dict(root.attrs)["linear"]
+    lin = attrs_of(root)["linear"]
     src = np.asarray(lin["sources"], dtype=np.int64)
     srow = {int(v): i for i, v in enumerate(src)}
     pairs, rdone, alphas = real["pairs"], real["status"], real["strengths"]

@@ -55,6 +55,7 @@ from lrgan_dist.analysis.plots import (
     plot_transfer_heatmap,
 )
 from lrgan_dist.analysis.summaries import box_vs_mask, lambda_sweep, matched_comparison, realized_agreement, summarize_transfer
+from lrgan_dist.store.zarrstore import attrs_of
 
 __all__ = ["write_report", "markdown_table"]
 
@@ -198,7 +199,7 @@ def write_report(store_uri: str, out_dir: str | Path) -> dict[str, Any]:
     agreement = realized_agreement(realized)
     matched = matched_comparison(df)
     sweep = lambda_sweep(df, groups)
-    tattrs = dict(st.group["transfer"].attrs) if "transfer" in st.group else {}
+    tattrs = attrs_of(st.group["transfer"]) if "transfer" in st.group else {}
     sim_samples = (tattrs.get("similarity") or {}).get("samples")
     bvm = box_vs_mask(st, df, samples=sim_samples)
 

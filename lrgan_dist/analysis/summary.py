@@ -19,7 +19,7 @@ import numpy as np
 from lrgan_dist.core.scores import baseline_share, edit_strength, headline, locality_share
 from lrgan_dist.core.subspaces import carrying, region_energy, subspace_coverage, subspace_sines
 from lrgan_dist.spec import JobSpec
-from lrgan_dist.store.zarrstore import DONE, Store
+from lrgan_dist.store.zarrstore import DONE, Store, attrs_of
 
 __all__ = ["summarize", "truth_part"]
 
@@ -42,7 +42,7 @@ def summarize(spec: JobSpec, store: Store) -> dict[str, Any]:
         ok = store.status() == DONE
         out["samples"]["no_face"] = {r: int((ok & ~store.region_found(r)).sum()) for r in store.layout.landmark_regions}
     truth: dict[str, np.ndarray] = {}
-    if spec.generator.kind == "synthetic" or "ground_truth" in (store.group.attrs.get("generator") or {}):
+    if spec.generator.kind == "synthetic" or "ground_truth" in (attrs_of(store.group).get("generator") or {}):
         from lrgan_dist.apply.build import make_generator
 
         gen = make_generator(spec, "cpu")

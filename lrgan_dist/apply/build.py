@@ -86,4 +86,5 @@ def finite_rows(*arrays: np.ndarray) -> np.ndarray:
     for a in arrays:
         r = np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
         ok = r if ok is None else ok & r
+    assert ok is not None, "finite_rows: expected at least one array"
     return ok

@@ -17,7 +17,7 @@ Cost: rows × columns generator forward passes (one batch per row) plus the figu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ def store_spec(store: str | Store) -> Any:
     from lrgan_dist.spec import parse_spec
 
     st = _open(store)
-    return parse_spec(st.spec, base_dir=st.group.attrs.get("spec_base_dir", "."))
+    return parse_spec(st.spec, base_dir=cast(str, st.group.attrs.get("spec_base_dir", ".")))  # a JSON str attr
 
 
 def store_generator(store: str | Store, device: str = "cpu", trust_code: bool = False) -> Any:
@@ -71,9 +71,9 @@ def direction_vector(store: str | Store, region: str, method: str, sample: int, 
         raise StoreError(f"direction: received {direction}; expected an index in [0, {st.layout.d})")
     v = np.asarray(st.group[f"{path}/vectors"][sample, direction], dtype=np.float32)
     if not np.isfinite(v).all():
-        rank = int(st.group[f"{path}/rank"][sample])
+        rank = int(cast(Any, st.group[f"{path}/rank"][sample]))  # a numpy scalar
         raise StoreError(f"{path}: direction {direction} of sample {sample} is not defined "
-                         f"(rank {rank}, factorize status {int(st.group[f'{path}/status'][sample])}); "
+                         f"(rank {rank}, factorize status {int(cast(Any, st.group[f'{path}/status'][sample]))}); "
                          "expected a direction index below the number of stored directions")
     return v
 
@@ -125,7 +125,7 @@ def _upsample(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     im = Image.fromarray(np.asarray(mask, dtype=np.float32), mode="F")
-    return np.asarray(im.resize((hw[1], hw[0]), Image.BILINEAR))
+    return np.asarray(im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR))  # the same filter (2); Pillow >= 9.1 types it here
 
 
 def edit_grid(store_uri: str, region: str, method: str, samples: list[int], direction: int,

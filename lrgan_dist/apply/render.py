@@ -189,6 +189,7 @@ def render(spec: JobSpec, seeds: Sequence[int] | range | None = None, latents: n
         x = torch.as_tensor(arr, dtype=torch.float32)
         idx = np.full(x.shape[0], -1, dtype=np.int64)
     else:
+        assert seeds is not None  # defaulted above when latents is None
         idx = np.asarray(list(seeds), dtype=np.int64)
         if idx.size == 0 or (idx < 0).any():
             raise SpecError("--seeds", f"received {list(idx)[:8]}; expected one or more non-negative sample indices")

@@ -160,7 +160,8 @@ def _jvp_chunk_vmap(fn: Callable[[Tensor], Tensor], x: Tensor, tangents: Tensor)
         return jvp(fn, (x,), (t,))
 
     # The primal does not depend on the tangent: out_dims=None keeps one copy.
-    return vmap(one, in_dims=0, out_dims=(None, 0), randomness="same")(tangents)
+    # torch types out_dims as int | tuple[int, ...]; a None entry (unbatched output) is documented
+    return vmap(one, in_dims=0, out_dims=(None, 0), randomness="same")(tangents)  # type: ignore[arg-type]
 
 
 def _jvp_chunk_loop(fn: Callable[[Tensor], Tensor], x: Tensor, tangents: Tensor):

@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import torch
 from torch import Tensor
@@ -208,8 +208,10 @@ class RegionOperator:
             with torch.no_grad():
                 if self.vectorize:
                     try:
-                        y, dy = vmap(lambda u: jvp(self.fn, (self.x,), (u,)), out_dims=(None, 0),
-                                     randomness="same")(t)
+                        # jvp without has_aux returns a pair; torch types out_dims without None entries
+                        y, dy = cast(tuple[Tensor, Tensor],
+                                     vmap(lambda u: jvp(self.fn, (self.x,), (u,)),
+                                          out_dims=(None, 0), randomness="same")(t))  # type: ignore[arg-type]
                     except Exception as exc:  # noqa: BLE001 - any vmap failure -> loop
                         warnings.warn(f"matfree: vmap over jvp failed ({type(exc).__name__}: {str(exc)[:200]}); "
                                       "looping over tangents", RuntimeWarning, stacklevel=2)
@@ -246,7 +248,7 @@ class RegionOperator:
         assert_shape(U, (self.n, None, None, *self.grid), "U")
         if self._vjp_fn is None:  # one graph per batch, reused by every block
             with torch.enable_grad():
-                _, self._vjp_fn = vjp(self.pooled, self.x)
+                _, self._vjp_fn = cast(tuple[Tensor, Callable[..., Any]], vjp(self.pooled, self.x))  # no has_aux: a pair
             self.counts["forwards"] += 1
         b = U.shape[1]
         Ut = U.to(self.x.dtype).transpose(0, 1).contiguous()  # [b, n, c, h, w]
@@ -397,10 +399,11 @@ def region_subspaces(generator: Any, x: Tensor, masks: Tensor, grid: tuple[int, 
             return generator.forward(z, anchor_t)
     b = min(cfg.block, d)
     k = min(cfg.k, b)
-    wts, area = _weights(masks, n, tuple(grid))  # [2R, n, h, w]
+    grid_t = cast(tuple[int, int], tuple(grid))  # grid may arrive as a list
+    wts, area = _weights(masks, n, grid_t)  # [2R, n, h, w]
     twoR = wts.shape[0]
     R = twoR // 2
-    op = RegionOperator(fn, x, tuple(grid), channels, cfg.chunk)
+    op = RegionOperator(fn, x, grid_t, channels, cfg.chunk)
     wts = wts.nan_to_num(0.0).to(x.device)  # an empty side iterates on 0 and is set to NaN below
     # problem p = side·R·n + r·n + i  (sides: 0 = in, 1 = out)
     Omega = _start_block(n, d, b, cfg.seed, sample_ids).to(x.device)
@@ -631,7 +634,7 @@ def compressed_directions(method: str, params: Mapping[str, Any], basis_in: Tens
     assert_shape(eig_out, (B, k), "eig_out")
     f = torch.float64
     m = get_method(method, **dict(params))  # validates the parameters
-    p = m.params
+    p: Any = m.params  # the Params class of `method`, which is only known at run time
     if method == "jacobian_svd":
         th = eig_in.to(f)
         finite = torch.isfinite(th).all(-1) & torch.isfinite(basis_in).all((-2, -1))
@@ -649,14 +652,14 @@ def compressed_directions(method: str, params: Mapping[str, Any], basis_in: Tens
     W = torch.cat([basis_in, basis_out], dim=1).to(f)
     ok = torch.isfinite(W).all((-2, -1)) & torch.isfinite(union_in).all((-2, -1)) \
         & torch.isfinite(union_out).all((-2, -1))
-    coords = []
+    coords: list[tuple[Tensor, Tensor, Tensor, int] | None] = []
     for i in range(B):
         if not bool(ok[i]):
             coords.append(None)
             continue
-        Q, Mi, kp = _union_coordinates(W[i], union_in[i].to(f))
+        Q, Mi, kp_i = _union_coordinates(W[i], union_in[i].to(f))
         _, Mo, _ = _union_coordinates(W[i], union_out[i].to(f))
-        coords.append((Q, Mi, Mo, int(kp)))
+        coords.append((Q, Mi, Mo, int(kp_i)))
     K = 2 * k
     vectors = torch.full((B, K, d), float("nan"), dtype=f)
     spectrum = torch.full((B, K), float("nan"), dtype=f)

@@ -411,7 +411,8 @@ def cluster_order(D: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- sampling, stats
 
 
-def sample_pairs(sources: Sequence[int], targets: Sequence[int], count: int, seed: int) -> np.ndarray:
+def sample_pairs(sources: Sequence[int] | np.ndarray, targets: Sequence[int] | np.ndarray, count: int,
+                 seed: int) -> np.ndarray:
     """Deterministic sample of (source, target) pairs [P, 2], P = min(count, |S|·|T|).
 
     Depends only on the sorted source and target sets, ``count`` and ``seed``; the pairs

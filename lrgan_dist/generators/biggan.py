@@ -75,7 +75,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -248,9 +248,9 @@ def write_random_checkpoint(directory: str | os.PathLike, seed: int = 0, perturb
     0 / 1 / 0, which would leave those code paths untested).
     """
     pkg = _package()
-    cfg = {"output_dim": 32, "z_dim": 16, "class_embed_dim": 16, "channel_width": 8, "num_classes": 10,
-           "layers": [[False, 16, 16], [True, 16, 8], [True, 8, 4], [False, 4, 2], [True, 2, 1]],
-           "attention_layer_position": 3, "eps": 1e-4, "n_stats": 51}
+    cfg: dict[str, Any] = {"output_dim": 32, "z_dim": 16, "class_embed_dim": 16, "channel_width": 8, "num_classes": 10,
+                           "layers": [[False, 16, 16], [True, 16, 8], [True, 8, 4], [False, 4, 2], [True, 2, 1]],
+                           "attention_layer_position": 3, "eps": 1e-4, "n_stats": 51}
     cfg.update(config)
     cfg = check_config(cfg, "write_random_checkpoint")
     d = Path(directory)
@@ -364,9 +364,13 @@ class BigGANGenerator(nn.Module):
         return out
 
     # ------------------------------------------------------------------ protocol
+    def _class_embedding(self) -> nn.Linear:
+        # pytorch_pretrained_biggan's BigGAN.embeddings is an nn.Linear (typed access to a submodule)
+        return cast(nn.Linear, self.model.embeddings)
+
     @property
     def _dtype(self) -> torch.dtype:
-        return self.model.embeddings.weight.dtype
+        return self._class_embedding().weight.dtype
 
     def sample_latents(self, seed: int, indices: Sequence[int]) -> Tensor:
         """[n, z_dim] float32: truncated normal (|v| ≤ 2) × ψ from ``latent_rng(seed, i)``."""
@@ -382,7 +386,7 @@ class BigGANGenerator(nn.Module):
         if anchor is not None:
             assert_shape(anchor, tuple(x.shape), "anchor")
         cls = self.class_of(x if anchor is None else anchor)
-        dev = self.model.embeddings.weight.device
+        dev = self._class_embedding().weight.device
         onehot = torch.nn.functional.one_hot(torch.as_tensor(cls, dtype=torch.long, device=dev),
                                              self.num_classes).to(self._dtype)
         img = self.model(x.to(self._dtype), onehot, self.truncation)

@@ -63,7 +63,7 @@ import pickle
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -91,6 +91,11 @@ _WHERE = "generator.params.checkpoint"
 
 class _EvalBatchNorm2d(nn.Module):
     """BatchNorm2d that always normalises with its running statistics (same keys as nn.BatchNorm2d)."""
+
+    # registered buffers, typed here (nn.Module.__getattr__ returns Tensor | Module)
+    running_mean: Tensor
+    running_var: Tensor
+    num_batches_tracked: Tensor
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -321,7 +326,7 @@ class DCGANGenerator(nn.Module):
         assert_shape(x, (None, self.latent_dim), "x")
         if anchor is not None:
             assert_shape(anchor, tuple(x.shape), "anchor")
-        w = self.net.main[0].weight
+        w = cast(nn.ConvTranspose2d, self.net.main[0]).weight  # main[0] is the seed ConvTranspose2d
         y = self.net(x.to(device=w.device, dtype=w.dtype).reshape(x.shape[0], self.latent_dim, 1, 1))
         return y.to(x.dtype)  # [n, nc, R, R]
 

@@ -77,17 +77,17 @@ def _is_int(v: Any) -> bool:
 def check_protocol(gen: Any, source: str = "factory") -> Any:
     """Raise :class:`GeneratorError` unless ``gen`` has the protocol's attributes and methods."""
     problems = []
-    d = getattr(gen, "latent_dim", None)
+    d: Any = getattr(gen, "latent_dim", None)
     if not _is_int(d) or int(d) < 1:
         problems.append(f"latent_dim: expected a positive int, received {d!r}")
-    shp = getattr(gen, "image_shape", None)
+    shp: Any = getattr(gen, "image_shape", None)
     try:
         ok = len(shp) == 3 and all(_is_int(s) and int(s) >= 1 for s in shp)
     except TypeError:
         ok = False
     if not ok:
         problems.append(f"image_shape: expected (C, H, W) positive ints, received {shp!r}")
-    rng = getattr(gen, "image_range", None)
+    rng: Any = getattr(gen, "image_range", None)
     try:
         lo, hi = (float(v) for v in rng)
         ok = lo < hi

@@ -107,7 +107,7 @@ Jacobian (d = 64 tangents through ``jacfwd``) ~0.3 s per image in float32.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -288,6 +288,7 @@ class SyntheticFaces(torch.nn.Module):
     PARTS: tuple[str, ...] = ("background", "face", "hair", "eyes", "mouth", "layout", "lighting")
     LOCAL_PARTS: tuple[str, ...] = _LOCAL_PARTS
     image_range: tuple[float, float] = (-1.0, 1.0)
+    basis: torch.Tensor  # registered buffer, typed here (nn.Module.__getattr__ returns Tensor | Module)
 
     def __init__(
         self,
@@ -402,7 +403,8 @@ class SyntheticFaces(torch.nn.Module):
             "mouth": (my - _MOUTH_UP_MAX - m, 0.5 - _MOUTH_A_MAX - m,
                       my + _MOUTH_DOWN_MAX + m, 0.5 + _MOUTH_A_MAX + m),
         }
-        return {k: tuple(float(min(max(c, 0.0), 1.0)) for c in v) for k, v in boxes.items()}
+        return cast(dict[str, tuple[float, float, float, float]],  # each box keeps its 4 coordinates
+                    {k: tuple(float(min(max(c, 0.0), 1.0)) for c in v) for k, v in boxes.items()})
 
     @torch.no_grad()
     def part_masks(

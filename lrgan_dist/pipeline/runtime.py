@@ -118,7 +118,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
         ray.init(**kwargs)
     else:
         check_address(str(address))
-        ray.init(address=address, logging_level="WARNING")
+        ray.init(address=address, logging_level="WARNING")  # type: ignore[arg-type]  # ray takes level names too
     try:
         # installed after ray.init, which sets a SIGTERM handler of its own for drivers
         with _sigterm_as_interrupt(), _worker_errors():
@@ -159,7 +159,10 @@ def cluster_resources() -> dict[str, float]:
 def progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields ``advance(n)``."""
     if not enabled or total <= 0:
-        yield lambda n=1: None
+        def advance_nothing(n: int = 1) -> None:
+            return None
+
+        yield advance_nothing
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -175,7 +178,11 @@ def progress(description: str, total: int, enabled: bool = True) -> Iterator[Cal
         transient=False,
     ) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
 
 
 # ----------------------------------------------------------------------------- resources and context

@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks
 from lrgan_dist.spec import JobSpec, SpecError
@@ -110,7 +110,7 @@ def default_report_dir(uri: str) -> str:
 
 
 def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None = None, fresh: bool = False,
-           show_progress: bool = True, retry_failed: bool = False, report_dir: str | None | bool = None,
+           show_progress: bool = True, retry_failed: bool = False, report_dir: str | None | Literal[False] = None,
            hooks: StageHooks | None = None, verify: bool = False) -> dict[str, Any]:
     """Run ``stages`` of ``spec`` in order; returns a JSON-able summary.
 
@@ -136,7 +136,7 @@ def submit(spec: JobSpec, *, stages: Sequence[str] = STAGES, address: str | None
 
 
 def _submit_locked(spec: JobSpec, stages: Sequence[str], address: str | None, fresh: bool, show_progress: bool,
-                   retry_failed: bool, report_dir: str | None | bool, hooks: StageHooks | None,
+                   retry_failed: bool, report_dir: str | None | Literal[False], hooks: StageHooks | None,
                    verify: bool) -> dict[str, Any]:
     from lrgan_dist.analysis.summary import summarize
     from lrgan_dist.pipeline.runtime import check_address, ray_session

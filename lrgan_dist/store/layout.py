@@ -85,7 +85,8 @@ class Layout:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Layout":
         tup = {"image_shape", "preview_hw", "grid", "regions", "per_sample_masks", "landmark_regions"}
-        return cls(**{k: (tuple(v) if k in tup else v) for k, v in d.items()})
+        kw: dict[str, Any] = {k: (tuple(v) if k in tup else v) for k, v in d.items()}
+        return cls(**kw)
 
     def chunks(self) -> list[tuple[int, int]]:
         return [(s, min(s + self.chunk, self.n)) for s in range(0, self.n, self.chunk)]
@@ -388,7 +389,7 @@ def geometry(path: str, layout: Layout, shape: tuple[int, ...] | None = None, *,
                                  f"{sym} = {want}")
 
     def resolve(dims: tuple[Dim, ...]) -> tuple[int, ...]:
-        out = []
+        out: list[int] = []
         for sym in dims:
             if sym == "*tail":
                 out.extend(int(t) for t in tail)

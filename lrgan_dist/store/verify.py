@@ -49,7 +49,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -205,7 +205,7 @@ class _Pool:
         self.ex = ThreadPoolExecutor(max_workers=max(1, threads))
         self.jobs: list[tuple[Any, Callable[[Any], None]]] = []
 
-    def read(self, arr: Any, a: int, b: int, then: Callable[[tuple[np.ndarray | None, str | None]], None]) -> None:
+    def read(self, arr: Any, a: int | None, b: int | None, then: Callable[[tuple[np.ndarray | None, str | None]], None]) -> None:
         self.jobs.append((self.ex.submit(_read, arr, a, b), then))
 
     def drain(self) -> None:
@@ -263,7 +263,7 @@ def _scan_into(store: Store, s: _Scan, check_spec: bool, full: bool, threads: in
         try:
             from lrgan_dist.spec import parse_spec
 
-            spec = parse_spec(store.spec, base_dir=g.attrs.get("spec_base_dir", "."))
+            spec = parse_spec(store.spec, base_dir=cast(str, g.attrs.get("spec_base_dir", ".")))  # a JSON str attr
             if spec.data_fingerprint() != store.fingerprint:
                 s.problems.append("fingerprint: the stored spec does not reproduce the stored fingerprint")
         except Exception as exc:  # noqa: BLE001
@@ -326,17 +326,17 @@ def _scan_data(store: Store, s: _Scan, L: Layout, chunks: list[tuple[int, int]],
             continue
         per_sample = r in L.per_sample_masks
         spans: list[tuple[int | None, int | None]] = list(chunks) if per_sample else [(None, None)]
-        for a, b in spans:
+        for ma, mb in spans:
             if per_sample and pool is None:
-                assert a is not None
-                if _present(chunk_files, key, 3, a, L.chunk) is None:
-                    msg = f"{key}[{a}:{b}]: chunk missing; written at store creation"
+                assert ma is not None
+                if _present(chunk_files, key, 3, ma, L.chunk) is None:
+                    msg = f"{key}[{ma}:{mb}]: chunk missing; written at store creation"
                     s.problems.append(msg)
                     s.unfixable.append(msg)
                 continue
-            m, why = _read(g[key], a, b)
+            m, why = _read(g[key], ma, mb)
             if m is None or not np.isfinite(m).all():
-                where = "" if a is None else f"[{a}:{b}]"
+                where = "" if ma is None else f"[{ma}:{mb}]"
                 msg = (f"{key}{where}: {'unreadable (' + str(why) + ')' if m is None else 'holds NaN/Inf'}; "
                        "written at store creation")
                 s.problems.append(msg)
@@ -413,9 +413,12 @@ def _scan_group(store: Store, s: _Scan, L: Layout, chunks: list[tuple[int, int]]
     extra = [k for k in sorted(arrays) if k.startswith(f"{path}/") and k.rsplit("/", 1)[-1] not in _RESULT_ARRAYS
              and k.count("/") <= path.count("/") + 2 and f"{k}" not in s.bad_meta]
     extra = [k[len(path) + 1:] for k in extra]
-    raw, fknown = _read_status(grp, "status", L, L.n, chunks, s,
-                               lambda a, b, m: (s.problems.append(m.replace("status", f"{path}/status", 1)),
-                                                todo.add((a, b))))
+
+    def on_bad(a: int, b: int, m: str) -> None:
+        s.problems.append(m.replace("status", f"{path}/status", 1))
+        todo.add((a, b))
+
+    raw, fknown = _read_status(grp, "status", L, L.n, chunks, s, on_bad)
     inv = _invalid(f"{path}/status", raw)
     if inv is not None:
         s.problems.append(inv[0])
@@ -472,8 +475,12 @@ def _scan_rest(store: Store, s: _Scan, arrays: set[str], stage1: list[str], pool
             continue
         arr = g[path]
         if arr.ndim == 0:
-            pool.read(arr, None, None, lambda r, p=path: r[0] is None and s.problems.append(  # type: ignore[arg-type]
-                f"{p}: unreadable ({r[1]}); truncated or corrupt chunk file"))
+
+            def check_0d(r: tuple[np.ndarray | None, str | None], p: str = path) -> None:
+                if r[0] is None:
+                    s.problems.append(f"{p}: unreadable ({r[1]}); truncated or corrupt chunk file")
+
+            pool.read(arr, None, None, check_0d)
             continue
         c0 = arr.chunks[0]
         for a in range(0, max(arr.shape[0], 1), c0):

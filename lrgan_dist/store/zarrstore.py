@@ -29,7 +29,7 @@ import datetime as _dt
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 import numpy as np
 import zarr
@@ -110,7 +110,7 @@ class Store:
     def __init__(self, uri: str, group: zarr.Group):
         self.uri = uri
         self.group = group
-        attrs = dict(group.attrs)
+        attrs: dict[str, Any] = dict(group.attrs)  # JSON values; each key's type is the store contract
         if "layout" not in attrs:
             raise StoreError(f"{uri}: not an initialised lrgan-dist store (root attribute 'layout' missing)")
         try:
@@ -200,7 +200,7 @@ class Store:
     @property
     def format(self) -> int:
         """1 for stores written before the layout table (no dimension-name/attribute/checksum contract)."""
-        return int(self.group.attrs.get("store_format", 1))
+        return int(cast(int, self.group.attrs.get("store_format", 1)))
 
     def create_array(self, path: str, shape: tuple[int, ...] | None = None, *, dtype: str | None = None,
                      tail: tuple[int, ...] = (), overwrite: bool = True, **symbols: int) -> zarr.Array:
@@ -400,7 +400,7 @@ class Store:
 
     def direction_groups(self) -> list[tuple[str, str, str]]:
         """(region, label, path) of every stored per-sample result group."""
-        out = []
+        out: list[tuple[str, str, str]] = []
         if "directions" not in self.group:
             return out
         for region, rg in self.group["directions"].groups():
@@ -430,7 +430,7 @@ class Store:
 
         walk(self.group, "")
         counts = self.counts()
-        methods = {}
+        methods: dict[str, dict[str, Any]] = {}
         for region, label, path in self.direction_groups():
             g = self.group[path]
             st = np.asarray(g["status"][:])
@@ -466,7 +466,21 @@ def _new_array(group: zarr.Group, name: str, geo: Geometry, overwrite: bool = Tr
 
 def _root_layout(group: zarr.Group) -> Layout:
     root = zarr.open_group(store=group.store, path="", mode="r", zarr_format=3, use_consolidated=False)
-    return Layout.from_json(root.attrs["layout"])
+    return Layout.from_json(cast(Mapping[str, Any], root.attrs["layout"]))  # a JSON object attr
+
+
+def subgroup(group: zarr.Group, path: str) -> zarr.Group:
+    """``group[path]`` where ``path`` names a group (zarr types ``Group.__getitem__`` as ``Array | Group``)."""
+    return cast(zarr.Group, group[path])
+
+
+def attrs_of(node: Any) -> dict[str, Any]:
+    """``dict(node.attrs)`` of a zarr group or array, typed ``dict[str, Any]``.
+
+    zarr types attribute values as the ``JSON`` union; each key's actual type is fixed by the
+    store's contract, so readers index and convert them without a cast per access.
+    """
+    return dict(node.attrs)
 
 
 def create_array(group: zarr.Group, name: str, shape: tuple[int, ...] | None = None, *, layout: Layout | None = None,

@@ -15,6 +15,7 @@ import pickle
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ import torch
 from lrgan_dist.generators.stylegan2.net import Generator
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "stylegan2ada-tiny"  # repository checkout
-TINY_KWARGS = dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=32, img_channels=3,
+TINY_KWARGS: dict[str, Any] = dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=32, img_channels=3,
                    mapping_kwargs=dict(num_layers=2, lr_multiplier=0.01),
                    synthesis_kwargs=dict(channel_base=2048, channel_max=64, num_fp16_res=0, conv_clamp=None,
                                          architecture="skip"))
@@ -148,8 +149,10 @@ def mirror(net: torch.nn.Module, nets, init_kwargs=None) -> torch.nn.Module:
     for name, p in net._parameters.items():
         obj.register_parameter(name, None if p is None else torch.nn.Parameter(p.detach().clone()))
     for name, b in net._buffers.items():
+        assert b is not None  # our networks register no None buffers
         obj.register_buffer(name, b.detach().clone())
     for name, child in net._modules.items():
+        assert child is not None  # nor None submodules
         obj.add_module(name, mirror(child, nets))
     if type(net).__name__ == "SynthesisLayer":  # numpy scalars, as in the official modules
         obj.act_gain = np.float64(math.sqrt(2))

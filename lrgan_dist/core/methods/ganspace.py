@@ -42,6 +42,8 @@ class GANSpace(Method):
             if not isinstance(self.center, bool):
                 raise ValueError(f"ganspace.center: expected a bool, received {self.center!r}")
 
+    params: "GANSpace.Params"  # narrows Method.params: __init__ checks isinstance(params, self.Params)
+
     def __call__(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
         raise TypeError("ganspace is population-only: call from_latents(latents [N, d]) instead")
 

@@ -35,6 +35,8 @@ class JacobianSVD(Method):
         def __post_init__(self) -> None:
             check_rank_tol(self.rank_tol, "jacobian_svd.rank_tol")
 
+    params: "JacobianSVD.Params"  # narrows Method.params: __init__ checks isinstance(params, self.Params)
+
     def _compute(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
         d = gram_in.shape[-1]
         finite = torch.isfinite(gram_in).all((-2, -1))

@@ -86,6 +86,8 @@ class LowRankGAN(Method):
                               solver=self.solver, gap_tol=self.gap_tol, eig=self.eig,
                               gamma=self.gamma)
 
+    params: "LowRankGAN.Params"  # narrows Method.params: __init__ checks isinstance(params, self.Params)
+
     def diagnostics_schema(self, d: int) -> dict[str, tuple[str, tuple[int, ...]]]:
         out: dict[str, tuple[str, tuple[int, ...]]] = {
             "rank_R": ("i4", ()), "rank_B": ("i4", ()), "null_start": ("i4", ()), "sv_R": ("f4", (d,)),

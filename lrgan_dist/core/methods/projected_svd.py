@@ -76,6 +76,8 @@ class ProjectedSVD(Method):
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
                     raise ValueError(f"projected_svd.{nm}: expected a number in (0, 1], received {v!r}")
 
+    params: "ProjectedSVD.Params"  # narrows Method.params: __init__ checks isinstance(params, self.Params)
+
     def diagnostics_schema(self, d: int) -> dict[str, tuple[str, tuple[int, ...]]]:
         return {"k_in": ("int32", ()), "k_out": ("int32", ())}
 

@@ -47,6 +47,8 @@ class ReSeFa(Method):
                 raise ValueError(f"resefa.scale: expected 'mean' or 'trace', received {self.scale!r}")
             check_rank_tol(self.rank_tol, "resefa.rank_tol")
 
+    params: "ReSeFa.Params"  # narrows Method.params: __init__ checks isinstance(params, self.Params)
+
     def _compute(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
         p = self.params
         B_, d, _ = gram_in.shape

@@ -132,6 +132,8 @@ class SeFa(Method):
                 raise ValueError(f"sefa.include_torgb: expected a bool, received {self.include_torgb!r}")
             check_rank_tol(self.rank_tol, "sefa.rank_tol")
 
+    params: "SeFa.Params"  # narrows Method.params: __init__ checks isinstance(params, self.Params)
+
     def __call__(self, gram_in: Tensor, gram_out: Tensor) -> DirectionResult:
         raise TypeError("sefa is population-only: call from_generator(generator) instead")
 

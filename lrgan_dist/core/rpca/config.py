@@ -166,7 +166,7 @@ def mu_from_rule(M: Tensor, rule: str = "reference") -> Tensor:
 
 
 def _finish(out: RPCAResult, idx: Tensor, M: Tensor, L: Tensor, S: Tensor, sv: Tensor,
-            vh: Tensor, it: int, res: Tensor, conv: Tensor, gap: Tensor, lam: float) -> None:
+            vh: Tensor, it: Tensor | int, res: Tensor, conv: Tensor, gap: Tensor, lam: float) -> None:
     out.L[idx] = L
     out.S[idx] = S
     out.sv[idx] = sv

@@ -13,7 +13,7 @@ import pickle
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, cast
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class _NPDType:
     @property
     def dtype(self) -> np.dtype:
         dt = np.dtype(self.spec)
-        return dt.newbyteorder(self.order) if self.order in "<>" else dt
+        return dt.newbyteorder(cast("Literal['<', '>']", self.order)) if self.order in "<>" else dt
 
 
 class _NDArrayMarker:

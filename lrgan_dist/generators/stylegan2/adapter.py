@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -123,6 +123,7 @@ class StyleGAN2Generator(nn.Module):
     """StyleGAN2 behind the generator protocol (see module docstring for parameters)."""
 
     image_range: tuple[float, float] = (-1.0, 1.0)
+    _c: Tensor  # registered buffer, typed here (nn.Module.__getattr__ returns Tensor | Module)
 
     def __init__(self, checkpoint: str | None = None, random_init: Mapping[str, Any] | None = None,
                  space: str = "w", layers: Sequence[int] | None = None, truncation: float = 1.0,
@@ -325,7 +326,8 @@ class StyleGAN2Generator(nn.Module):
         stacked: [Σ in_channels, w_dim] (SeFa, Shen & Zhou 2021: eigenvectors of AᵀA)."""
         rows = []
         for name in self.modulation_layers(layers, include_torgb):
-            layer = self.net.synthesis.get_submodule(name)
+            # modulation_layers names only SynthesisLayer / ToRGBLayer modules (asserted below)
+            layer = cast("SynthesisLayer | ToRGBLayer", self.net.synthesis.get_submodule(name))
             a = layer.affine.weight * layer.affine.weight_gain
             if isinstance(layer, ToRGBLayer):
                 a = a * layer.weight_gain

@@ -72,7 +72,7 @@ Activation memory is ≈ Σ_r C(r)·r²·(batch · tangents) floats per live lay
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -275,6 +275,9 @@ def _normalize_2nd_moment(x: Tensor, eps: float = 1e-8) -> Tensor:
 class MappingNetwork(nn.Module):
     """z (and class c) -> ws [N, num_ws, w_dim]; holds ``w_avg`` for truncation."""
 
+    # registered buffers, typed here (nn.Module.__getattr__ returns Tensor | Module)
+    w_avg: Tensor
+
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8,
                  embed_features: int | None = None, layer_features: int | None = None,
                  activation: str = "lrelu", lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995) -> None:
@@ -301,7 +304,7 @@ class MappingNetwork(nn.Module):
                 truncation_cutoff: int | None = None) -> Tensor:
         parts = []
         if self.z_dim > 0:
-            parts.append(_normalize_2nd_moment(z))
+            parts.append(_normalize_2nd_moment(cast(Tensor, z)))  # z is required when z_dim > 0
         if self.c_dim > 0:
             if c is None:
                 raise ValueError(f"c: this mapping network is conditional (c_dim={self.c_dim}); received None")
@@ -327,6 +330,9 @@ class MappingNetwork(nn.Module):
 class Conv2dLayer(nn.Module):
     """Plain equalized-lr convolution with optional ×2 FIR upsampling (resnet skip path)."""
 
+    # registered buffers, typed here (nn.Module.__getattr__ returns Tensor | Module)
+    resample_filter: Tensor
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
                  activation: str = "linear", up: int = 1, resample_filter: Sequence[float] = (1, 3, 3, 1),
                  conv_clamp: float | None = None, channels_last: bool = False) -> None:
@@ -348,6 +354,10 @@ class Conv2dLayer(nn.Module):
 
 class SynthesisLayer(nn.Module):
     """Modulated 3×3 conv (+ ×2 upsampling for conv0), noise, bias, lrelu, clamp."""
+
+    # registered buffers, typed here (nn.Module.__getattr__ returns Tensor | Module)
+    resample_filter: Tensor
+    noise_const: Tensor
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
                  up: int = 1, use_noise: bool = True, activation: str = "lrelu",
@@ -408,6 +418,9 @@ class ToRGBLayer(nn.Module):
 
 class SynthesisBlock(nn.Module):
     """One resolution: const or conv0 (up ×2), conv1, and ToRGB / resnet skip."""
+
+    # registered buffers, typed here (nn.Module.__getattr__ returns Tensor | Module)
+    resample_filter: Tensor
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: str = "skip", resample_filter: Sequence[float] = (1, 3, 3, 1),
@@ -495,7 +508,7 @@ class SynthesisNetwork(nn.Module):
         for r in self.block_resolutions:
             start, count = self.ws_slots[r]
             x, img = getattr(self, f"b{r}")(x, img, ws[:, start:start + count], noise_mode)
-        return img
+        return cast(Tensor, img)  # the last block always returns an image
 
     def layer_slots(self) -> list[tuple[int, str]]:
         """``(ws slot, module path)`` for every modulated layer, in forward order."""

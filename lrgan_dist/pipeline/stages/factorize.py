@@ -23,7 +23,7 @@ region only; the other regions of the sample are factorized).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -108,9 +108,9 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
         rank = np.full(n, -1, dtype=np.int32)
         spectrum = np.full((n, d), np.nan, dtype=np.float32)
         st = np.where((status == FAILED) | ((status == DONE) & ~ok), FAILED, PENDING).astype(np.uint8)
-        gi, go = (by_region[region]["basis_in"], None) if matfree else by_region[region]
-        if gi.shape[0]:
-            res = compressed_directions(m.method, m.params, **by_region[region]) if matfree else method(gi, go)
+        g_in, g_out = (by_region[region]["basis_in"], None) if matfree else by_region[region]
+        if g_in.shape[0]:
+            res = compressed_directions(m.method, m.params, **by_region[region]) if matfree else method(g_in, cast(torch.Tensor, g_out))
             v = res.vectors.detach().float().cpu().numpy()
             kd = min(v.shape[1], d)  # matfree: [B, k or 2k, d] rows into the [n, d, d] array
             vectors[ok, :kd] = v[:, :kd]
@@ -124,7 +124,7 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
         diag = {}
         for key, (dtype, tail) in method.diagnostics_schema(d).items():
             full = np.full((n, *tail), diagnostic_fill(dtype), dtype=dtype)
-            val = res.diagnostics.get(key) if gi.shape[0] else None
+            val = res.diagnostics.get(key) if g_in.shape[0] else None
             if val is not None:
                 full[ok] = val.detach().cpu().numpy().astype(dtype)
             diag[key] = full

@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ def static_region_masks(spec: JobSpec, grid: tuple[int, int], image_hw: tuple[in
 def plan_layout(spec: JobSpec, generator: Any) -> tuple[Layout, dict[str, np.ndarray]]:
     """Array geometry for a new store and the masks written at creation."""
     check_job_latents(spec, generator)  # the user's own latents fit the generator (samples.latents/seeds)
-    image_shape = tuple(int(v) for v in generator.image_shape)
+    image_shape = cast(tuple[int, int, int], tuple(int(v) for v in generator.image_shape))  # protocol: (C, H, W)
     grid = analysis_grid(spec, image_shape)
     masks = static_region_masks(spec, grid, image_shape[1:])
     per_sample = []

@@ -237,24 +237,24 @@ def run(ctx: StageContext) -> dict[str, Any]:
         method = get_method(m.method, **m.params)
         if not getattr(method, "population_only", False):
             continue
-        res = None
+        pres = None
         if hasattr(method, "from_latents") and m.method == "ganspace":
             lat = store.read("latents")[done_idx].astype(np.float64)
-            res = method.from_latents(torch.as_tensor(lat))
+            pres = method.from_latents(torch.as_tensor(lat))
         elif hasattr(method, "from_generator"):
             from lrgan_dist.apply.build import make_generator
 
             try:
-                res = method.from_generator(make_generator(spec, "cpu"))
+                pres = method.from_generator(make_generator(spec, "cpu"))
             except (AttributeError, TypeError, ValueError) as exc:
                 out.setdefault("notes", []).append(f"{m.label}: not applicable to this generator ({exc})")
-        if res is None:
+        if pres is None:
             continue
         g = store.group[store.result_group("population", "_latent", m.label, method.param_hash())[0]]
         g.attrs.update({"method": m.method, "params": dict(m.params), "param_hash": method.param_hash()})
-        _write(g, "vectors", res.vectors[0].float().numpy(), ("direction", "latent"))
-        _write(g, "spectrum", res.spectrum[0].float().numpy(), ("component",))
-        out["groups"].append({"region": "_latent", "method": m.label, "rank": int(res.rank[0])})
+        _write(g, "vectors", pres.vectors[0].float().numpy(), ("direction", "latent"))
+        _write(g, "spectrum", pres.spectrum[0].float().numpy(), ("component",))
+        out["groups"].append({"region": "_latent", "method": m.label, "rank": int(pres.rank[0])})
     root.attrs["inputs"] = digest  # last: the population results match these inputs
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out

@@ -88,7 +88,7 @@ from lrgan_dist.core.scores import (
 from lrgan_dist.core.subspaces import orth_bases, source_energy, subspace_similarity
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors, run_tasks
 from lrgan_dist.spec import JobSpec
-from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError, create_array
+from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError, attrs_of, create_array, subgroup
 
 NAME = "transfer"
 
@@ -248,7 +248,7 @@ def plan_transfer(spec: JobSpec, store: Store) -> TransferPlan:
 
 
 def _plan_from_attrs(store: Store) -> tuple[dict[str, Any], list[TransferGroup]]:
-    lin = dict(store.group["transfer"].attrs["linear"])
+    lin = dict(attrs_of(store.group["transfer"])["linear"])
     groups = [TransferGroup(**{**g, "scored_on": tuple(g["scored_on"])}) for g in lin["config"]["groups"]]
     return lin, groups
 
@@ -267,7 +267,7 @@ def _prepare_linear(store: Store, plan: TransferPlan) -> bool:
     root = store.group.require_group("transfer")
     cfg = plan.linear_config()
     h = json_sha256(cfg)
-    old = dict(root.attrs).get("linear") or {}
+    old = attrs_of(root).get("linear") or {}
     if old.get("hash") == h and "linear" in root:
         # Same computation: keep finished chunks; the target set may have grown.
         root.attrs["linear"] = {**old, "targets": list(plan.targets)}
@@ -299,7 +299,7 @@ def _prepare_linear(store: Store, plan: TransferPlan) -> bool:
     return True
 
 
-def _read_rows(arr: Any, idx: Sequence[int]) -> np.ndarray:
+def _read_rows(arr: Any, idx: Sequence[int] | np.ndarray) -> np.ndarray:
     idx = np.asarray(idx, dtype=np.int64)
     if idx.size == 0:
         return np.zeros((0, *arr.shape[1:]), dtype=arr.dtype)
@@ -324,7 +324,7 @@ def _write_sources(store: Store, plan: TransferPlan) -> None:
 
 
 def linear_pending(store: Store) -> list[tuple[int, int]]:
-    lin = dict(store.group["transfer"].attrs["linear"])
+    lin = dict(attrs_of(store.group["transfer"])["linear"])
     want = np.zeros(store.layout.n, dtype=bool)
     want[np.asarray(lin["targets"], dtype=np.int64)] = True
     st = np.asarray(store.group["transfer/linear/status"][:])
@@ -385,10 +385,10 @@ def linear_unit(store_uri: str, unit: tuple[int, int], torch_threads: int | None
 
 
 def _prepare_realized(store: Store, plan: TransferPlan) -> bool:
-    root = store.group["transfer"]
+    root = subgroup(store.group, "transfer")
     cfg = plan.realized_config()
     h = json_sha256(cfg)
-    old = dict(root.attrs).get("realized") or {}
+    old = attrs_of(root).get("realized") or {}
     if old.get("hash") == h and "realized" in root:
         return False
     P, A, k = len(plan.pairs), len(plan.strengths), plan.k
@@ -410,7 +410,7 @@ def _prepare_realized(store: Store, plan: TransferPlan) -> bool:
 
 def realized_pending(store: Store) -> list[tuple[int, int]]:
     st = np.asarray(store.group["transfer/realized/status"][:])
-    cs = int(store.group["transfer"].attrs["realized"]["chunk"])
+    cs = int(attrs_of(store.group["transfer"])["realized"]["chunk"])
     P = st.shape[0]
     return [(a, min(P, a + cs)) for a in range(0, P, cs) if (st[a:a + cs] != DONE).any()]
 
@@ -492,8 +492,8 @@ class TransferWorker:
             delta = (Y[1:] - Y[:1]).double()
             al = torch.as_tensor([it[4] for it in index], dtype=torch.float64)
             for s in scored:
-                r_in, r_out = masked_energy(delta, masks[s].double(), al)
-                r_in, r_out = r_in.numpy(), r_out.numpy()
+                t_in, t_out = masked_energy(delta, masks[s].double(), al)
+                r_in, r_out = t_in.numpy(), t_out.numpy()
                 for e, (g, kk, ai, si, _) in enumerate(index):
                     if s not in g.scored_on:
                         continue
@@ -510,16 +510,16 @@ class TransferWorker:
 
 def _prepare_similarity(store: Store, plan: TransferPlan) -> list[TransferGroup]:
     """Create transfer/similarity when its config changed; return the groups still to compute."""
-    root = store.group["transfer"]
+    root = subgroup(store.group, "transfer")
     cfg = plan.similarity_config()
     h = json_sha256(cfg)
-    old = dict(root.attrs).get("similarity") or {}
+    old = attrs_of(root).get("similarity") or {}
     M = len(plan.similarity_samples)
     if old.get("hash") != h or "similarity" not in root:
         sg = root.create_group("similarity", overwrite=True)
         _arr(sg, "samples", (M,), (max(M, 1),), "i4", ("sample",), fill=-1)[...] = np.asarray(plan.similarity_samples, dtype=np.int32)
         root.attrs["similarity"] = {"hash": h, "samples": list(plan.similarity_samples)}
-    sg = root["similarity"]
+    sg = subgroup(root, "similarity")
     todo = []
     for g in plan.groups:
         if g.key in sg and sg[g.key].attrs.get("complete"):
@@ -562,12 +562,12 @@ def similarity_unit(store_uri: str, group: dict[str, Any], samples: Sequence[int
 
 def transfer_summary(store: Store) -> dict[str, Any]:
     """Headline numbers per (region, label, scored): mean locality of carrying directions."""
-    root = store.group["transfer"]
+    root = subgroup(store.group, "transfer")
     lin, groups = _plan_from_attrs(store)
     src = np.asarray(lin["sources"], dtype=np.int64)
     st = np.asarray(root["linear/status"][:]) == DONE
     rows = []
-    real = dict(root.attrs).get("realized")
+    real = attrs_of(root).get("realized")
     pairs = np.asarray(root["realized/pairs"][...]) if real and "realized" in root and real["pairs"] else None
     rst = np.asarray(root["realized/status"][:]) == DONE if pairs is not None else None
     for g in groups:
