@@ -37,6 +37,7 @@ __all__ = [
     "build_generator",
     "available",
     "runs_user_code",
+    "state_dict_mismatch",
     "check_params",
     "mask_parts",
     "assert_shape",
@@ -147,6 +148,26 @@ def build_generator(kind: str, params: Mapping[str, Any] | None = None) -> Any:
             f"generator.kind: unknown generator {kind!r}; expected one of {sorted(_REGISTRY)}"
         )
     return _REGISTRY[kind](**dict(params or {}))
+
+
+def state_dict_mismatch(state: Mapping[str, Any], own: Mapping[str, Any]) -> str | None:
+    """What separates a checkpoint's state dict from the network's (``None`` when keys and shapes match).
+
+    One line for error messages: missing keys, unexpected keys and shape mismatches
+    (checkpoint vs network), three examples each.
+    """
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: {list(state[k].shape)} vs expected {list(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
+    if shapes:
+        parts.append(f"shape mismatches (checkpoint vs network) e.g. {shapes[:3]}")
+    return "; ".join(parts) or None
 
 
 def latent_rng(seed: int, index: int) -> np.random.Generator:

@@ -82,7 +82,7 @@ import torch
 from torch import Tensor, nn
 
 from lrgan_dist.core.digest import file_sha256
-from lrgan_dist.generators.base import GeneratorError, assert_shape, latent_rng, register
+from lrgan_dist.generators.base import GeneratorError, assert_shape, latent_rng, register, state_dict_mismatch
 
 __all__ = ["BigGANGenerator", "make_biggan", "truncated_normal", "load_biggan_checkpoint",
            "check_config", "write_random_checkpoint", "CONFIG_NAME", "WEIGHTS_NAME"]
@@ -214,23 +214,10 @@ def load_biggan_checkpoint(directory: str | os.PathLike, dtype: torch.dtype = to
     config = pkg.BigGANConfig.from_dict(cfg)
     with torch.random.fork_rng(devices=[]):  # construction draws random init we overwrite
         model = pkg.BigGAN(config)
-    missing, unexpected, shapes = [], [], []
     own = model.state_dict()
-    for k, v in own.items():
-        if k not in state:
-            missing.append(k)
-        elif tuple(state[k].shape) != tuple(v.shape):
-            shapes.append(f"{k}: {list(state[k].shape)} vs {list(v.shape)}")
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
-        if shapes:
-            parts.append(f"shape mismatches (checkpoint vs config) e.g. {shapes[:3]}")
-        raise GeneratorError(f"{where}: {WEIGHTS_NAME} does not match {CONFIG_NAME}: " + "; ".join(parts))
+    problem = state_dict_mismatch(state, own)
+    if problem:
+        raise GeneratorError(f"{where}: {WEIGHTS_NAME} does not match {CONFIG_NAME}: {problem}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
     model = model.to(dtype).eval().requires_grad_(False)
     info = {"source": str(d), "format": "pytorch-pretrained-biggan", "config": cfg,

@@ -70,7 +70,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import GeneratorError, assert_shape, latent_rng, register
+from lrgan_dist.generators.base import GeneratorError, assert_shape, latent_rng, register, state_dict_mismatch
 
 __all__ = [
     "PACKAGE_HINTS",
@@ -209,20 +209,10 @@ def load_state_dict(path: Path, where: str) -> dict[str, Tensor]:
 
 def _load_into(net: DCGANNet, state: Mapping[str, Tensor], where: str) -> None:
     own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: {list(state[k].shape)} vs expected {list(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
-        if shapes:
-            parts.append(f"shape mismatches e.g. {shapes[:3]}")
+    problem = state_dict_mismatch(state, own)
+    if problem:
         raise GeneratorError(f"{where}: does not match a DCGAN generator with nz={net.nz}, ngf={net.ngf}, "
-                             f"nc={net.nc}, resolution={net.resolution}: " + "; ".join(parts))
+                             f"nc={net.nc}, resolution={net.resolution}: {problem}")
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 

@@ -39,9 +39,10 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from lrgan_dist.apply.build import analysis_grid, finite_rows, make_generator, pick_device, preview_hw
+from lrgan_dist.apply.build import analysis_grid, finite_rows, preview_hw
 from lrgan_dist.apply.latents import check_job_latents, job_latents
 from lrgan_dist.core.jacobian import JacobianConfig, JacobianEngine, to_uint8_preview
+from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 from lrgan_dist.regions import RegionSpec, part_masks, region_mask
 from lrgan_dist.spec import JobSpec, SpecError
@@ -112,17 +113,12 @@ class UnitResult:
     landmark_seconds: float = 0.0  # this worker's cumulative render + detection time
 
 
-class JacobianWorker:
+class JacobianWorker(GeneratorReplica):
     """One generator replica; computes and writes whole work units. Ray-free."""
 
     def __init__(self, spec: JobSpec, store_uri: str, torch_threads: int | None = None,
                  hooks: StageHooks | None = None):
-        if torch_threads:
-            torch.set_num_threads(torch_threads)
-        self.hooks = hooks or StageHooks()
-        self.spec = spec
-        self.device = pick_device(spec.compute.device)
-        self.generator = make_generator(spec, self.device)
+        super().__init__(spec, torch_threads, hooks)
         self.store = Store.open(store_uri, mode="a")
         L = self.store.layout
         self.layout = L

@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from lrgan_dist.core.digest import json_sha256, to_jsonable
+from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, Store
@@ -155,20 +156,13 @@ def plan_previews(spec: JobSpec, store: Store) -> PreviewPlan:
                        tuple(todo), plan0.notes)
 
 
-class PreviewWorker:
+class PreviewWorker(GeneratorReplica):
     """One generator replica; renders and writes whole result groups of previews. Ray-free."""
 
     def __init__(self, spec: JobSpec, store_uri: str, plan: PreviewPlan, torch_threads: int | None = None,
                  hooks: StageHooks | None = None):
-        from lrgan_dist.apply.build import make_generator, pick_device
-
-        if torch_threads:
-            torch.set_num_threads(torch_threads)
-        self.hooks = hooks or StageHooks()
-        self.spec = spec
+        super().__init__(spec, torch_threads, hooks)
         self.plan = plan
-        self.device = pick_device(spec.compute.device)
-        self.generator = make_generator(spec, self.device)
         self.store = Store.open(store_uri, mode="a")
         self.layout = self.store.layout
 

@@ -86,6 +86,7 @@ from lrgan_dist.core.scores import (
     sample_pairs,
 )
 from lrgan_dist.core.subspaces import orth_bases, source_energy, subspace_similarity
+from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors, run_tasks
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError, attrs_of, create_array, subgroup
@@ -415,7 +416,7 @@ def realized_pending(store: Store) -> list[tuple[int, int]]:
     return [(a, min(P, a + cs)) for a in range(0, P, cs) if (st[a:a + cs] != DONE).any()]
 
 
-class TransferWorker:
+class TransferWorker(GeneratorReplica):
     """One generator replica; renders the realized edits of whole pair chunks. Ray-free.
 
     Per pair (i, j): the unedited x_j and x_j ± α·v for every group's first k finite
@@ -425,14 +426,7 @@ class TransferWorker:
 
     def __init__(self, spec: JobSpec, store_uri: str, torch_threads: int | None = None,
                  hooks: StageHooks | None = None):
-        from lrgan_dist.apply.build import make_generator, pick_device
-
-        if torch_threads:
-            torch.set_num_threads(torch_threads)
-        self.hooks = hooks or StageHooks()
-        self.spec = spec
-        self.device = pick_device(spec.compute.device)
-        self.generator = make_generator(spec, self.device)
+        super().__init__(spec, torch_threads, hooks)
         # float64 lifts the rendering noise floor for directions with tiny energy at a target
         self.dtype = torch.float64 if spec.transfer.realized_dtype == "float64" else torch.float32
         if self.dtype == torch.float64 and isinstance(self.generator, torch.nn.Module):
