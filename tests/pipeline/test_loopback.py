@@ -90,9 +90,8 @@ def test_embedded_ray_listens_on_loopback_only():
         assert worker in tree  # the tree really contains Ray's processes
         listening = _listening()
         ours = {listening[i] for p in tree for i in _socket_inodes(p) if i in listening}
-    import conftest
-
-    print("network namespace:", conftest.NETNS, "interfaces:", _interfaces())
+    # the namespace state conftest.py set up (tests import no other test module)
+    print("network namespace:", os.environ.get("LRGAN_TEST_NETNS_ACTIVE", "0") == "1", "interfaces:", _interfaces())
     print("listening sockets of the Ray session:", sorted(ours))
     assert len(ours) >= 3  # GCS, raylet, dashboard/agents at least
     loopback = ("127.", "::1:", "::ffff:127.")

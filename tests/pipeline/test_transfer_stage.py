@@ -62,7 +62,8 @@ def test_layout_shapes_chunks_and_dimension_names(small):
     assert g["transfer/linear/sources"][:].tolist() == [1, 5]
     a = g["transfer/linear/eyes/lowrankgan/on/eyes_mask/energy_in"]
     assert a.shape == (2, n, k) and a.chunks == (2, 4, k)
-    assert list(a.metadata.dimension_names) == ["source", "target", "direction"]
+    # one dimension name per meaning: the scored directions are not the store's direction axis
+    assert list(a.metadata.dimension_names) == ["source", "target", "scored_direction"]
     assert g["transfer/linear/eyes/lowrankgan/vectors"].shape == (2, k, d)
     assert g["transfer/linear/status"][:].tolist() == [1] * n
     assert g["transfer/linear/targets/eyes_mask/area_in"].shape == (n,)
@@ -254,7 +255,14 @@ def test_lowrankgan_eye_directions_stay_local_on_64_other_samples(study):
             assert set(svd["target"]) == set(lrg["target"])  # the same pairs
             lrg_loc, svd_loc = float(lrg["locality"].mean()), float(svd["locality"].mean())
             if region == "eyes_mask":
-                assert lrg_loc >= 0.9, (source, lrg_loc)
+                # The acceptance claim is on the per-pixel ratio e_in / (e_in + e_out) (masked
+                # energies per unit area), the metric it was stated in; `locality` is now the
+                # share of the change inside the mask, which a small mask caps lower
+                # (per-pixel 0.99 on a 1:15 area ratio is a share of ~0.87).
+                e_in = lrg[["energy_in_minus", "energy_in_plus"]].mean(axis=1)
+                e_out = lrg[["energy_out_minus", "energy_out_plus"]].mean(axis=1)
+                per_pixel = float((e_in / (e_in + e_out)).mean())
+                assert per_pixel >= 0.9, (source, per_pixel, lrg_loc)
                 assert svd_loc < lrg_loc - 0.1, (source, lrg_loc, svd_loc)
             else:
                 assert svd_loc < lrg_loc, (source, lrg_loc, svd_loc)
