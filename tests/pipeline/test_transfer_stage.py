@@ -71,7 +71,7 @@ def test_layout_shapes_chunks_and_dimension_names(small):
     assert sorted(k for k, _ in g["transfer/linear/eyes/lowrankgan/on"].groups()) == ["eyes", "eyes_mask"]
     assert sorted(k for k, _ in g["transfer/linear/eyes_mask/lowrankgan/on"].groups()) == ["eyes_mask"]
     r = g["transfer/realized/eyes/jacobian_svd/on/eyes/energy_in"]
-    assert r.shape == (6, k, 1, 2) and list(r.metadata.dimension_names) == ["pair", "direction", "strength", "sign"]
+    assert r.shape == (6, k, 1, 2) and list(r.metadata.dimension_names) == ["pair", "scored_direction", "strength", "sign"]
     assert g["transfer/similarity/eyes/lowrankgan/similarity"].shape == (6, 6)
     attrs = g["transfer/linear/eyes/lowrankgan"].attrs
     assert attrs["method"] == "lowrankgan" and attrs["param_hash"]
