@@ -192,8 +192,16 @@ class Store:
         return cls(uri, group)
 
     # ------------------------------------------------------------------ status
+    def refresh(self) -> None:
+        """Forget cached listings of an fsspec store (s3fs caches directory listings per
+        filesystem instance, so chunks other processes wrote since would read as absent)."""
+        fs = getattr(self.group.store, "fs", None)
+        if fs is not None and hasattr(fs, "invalidate_cache"):
+            fs.invalidate_cache()
+
     def status(self, path: str = "status", raw: bool = False) -> np.ndarray:
         """A status array [N]; values outside the defined codes read as PENDING unless ``raw``."""
+        self.refresh()  # status is written by other processes (actors): never read it from a stale listing
         s = np.asarray(self.group[path][:], dtype=np.uint8)
         return s if raw else normalize_status(s)
 
@@ -246,7 +254,9 @@ class Store:
         if fs is not None and path is not None:
             from zarr.core.sync import sync
 
+            self.refresh()
             found = sync(fs._find(path, detail=True)) if getattr(fs, "asynchronous", False) else fs.find(path, detail=True)
+            self.refresh()  # the listing must not shadow chunks written after it
             plen = len(path.rstrip("/")) + 1
             return {k[plen:]: int(v.get("size") or 0) for k, v in found.items()}
         from zarr.core.sync import sync
