@@ -23,6 +23,7 @@ generator's parameter dict.  Unknown kinds raise an error listing the valid ones
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -66,11 +67,12 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 _USER_CODE: set[str] = set()
 _CHECKS: dict[str, Callable[..., Any]] = {}
 _MASK_PARTS: dict[str, Callable[[Mapping[str, Any]], Sequence[str] | None]] = {}
+_PARAMS: dict[str, tuple[str, ...]] = {}
 
 
 def register(kind: str, user_code: bool = False, check: Callable[..., Any] | None = None,
              mask_parts: Callable[[Mapping[str, Any]], Sequence[str] | None] | None = None,
-             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+             params: Sequence[str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register a generator factory under ``kind``.
 
     ``user_code=True`` marks a kind whose factory imports and runs code named in its
@@ -80,11 +82,23 @@ def register(kind: str, user_code: bool = False, check: Callable[..., Any] | Non
     anything (``lrgan-dist validate``; :func:`check_params`).  ``mask_parts(params)`` names
     the ground-truth parts that have per-sample masks (regions ``part: NAME``;
     :func:`mask_parts`), or returns ``None`` when only the built generator knows (user
-    code); kinds without it have none.
+    code); kinds without it have none.  ``params`` names the accepted parameters: any
+    other is refused (at validate and at build) with the list of valid ones.
     """
 
     def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
-        if kind in _REGISTRY and _REGISTRY[kind] is not factory:
+        if params is not None:  # the factory itself refuses unknown parameters, however it is called
+            inner = factory
+
+            @functools.wraps(inner)
+            def factory(**kw: Any) -> Any:
+                _check_known(kind, kw)
+                return inner(**kw)
+
+        def unwrapped(f: Callable[..., Any]) -> Any:
+            return getattr(f, "__wrapped__", f)
+
+        if kind in _REGISTRY and unwrapped(_REGISTRY[kind]) is not unwrapped(factory):
             raise RuntimeError(f"generator kind {kind!r} registered twice")
         _REGISTRY[kind] = factory
         if user_code:
@@ -93,6 +107,8 @@ def register(kind: str, user_code: bool = False, check: Callable[..., Any] | Non
             _CHECKS[kind] = check
         if mask_parts is not None:
             _MASK_PARTS[kind] = mask_parts
+        if params is not None:
+            _PARAMS[kind] = tuple(params)
         return factory
 
     return deco
@@ -101,9 +117,18 @@ def register(kind: str, user_code: bool = False, check: Callable[..., Any] | Non
 def check_params(kind: str, params: Mapping[str, Any]) -> None:
     """Validate ``generator.params`` of ``kind`` cheaply (no weights read, nothing allocated)."""
     _load_builtin()
+    _check_known(kind, params)
     fn = _CHECKS.get(kind)
     if fn is not None:
         fn(**dict(params))
+
+
+def _check_known(kind: str, params: Mapping[str, Any]) -> None:
+    known = _PARAMS.get(kind)
+    unknown = sorted(set(params) - set(known)) if known is not None else []
+    if unknown:
+        raise GeneratorError(f"generator.params: unknown parameters {unknown} for kind {kind!r}; "
+                             f"expected some of {list(known or ())}")
 
 
 def mask_parts(kind: str, params: Mapping[str, Any]) -> tuple[str, ...] | None:

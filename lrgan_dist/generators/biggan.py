@@ -401,11 +401,7 @@ class BigGANGenerator(nn.Module):
 _PARAMS = ("checkpoint", "truncation", "classes", "space", "layers", "dtype", "device")
 
 
-@register("biggan")
+@register("biggan", params=_PARAMS)
 def make_biggan(**params: Any) -> BigGANGenerator:
     """Factory for ``generator.kind: biggan`` (parameters documented on the module)."""
-    unknown = sorted(set(params) - set(_PARAMS))
-    if unknown:
-        raise GeneratorError(f"generator.params: unknown parameters {unknown} for kind 'biggan'; "
-                             f"expected some of {list(_PARAMS)}")
     return BigGANGenerator(**params)

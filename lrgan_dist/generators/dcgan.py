@@ -342,11 +342,7 @@ _PARAMS = ("checkpoint", "random_init", "nz", "ngf", "nc", "resolution", "space"
            "dtype", "device")
 
 
-@register("dcgan")
+@register("dcgan", params=_PARAMS)
 def make_dcgan(**params: Any) -> DCGANGenerator:
     """Factory for ``generator.kind: dcgan`` (parameters documented on the module)."""
-    unknown = sorted(set(params) - set(_PARAMS))
-    if unknown:
-        raise GeneratorError(f"generator.params: unknown parameters {unknown} for kind 'dcgan'; "
-                             f"expected some of {list(_PARAMS)}")
     return DCGANGenerator(**params)

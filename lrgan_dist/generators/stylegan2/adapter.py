@@ -342,11 +342,7 @@ _PARAMS = ("checkpoint", "random_init", "space", "layers", "truncation", "trunca
            "class_idx", "dtype", "device", "fused_modconv")
 
 
-@register("stylegan2")
+@register("stylegan2", params=_PARAMS)
 def make_stylegan2(**params: Any) -> StyleGAN2Generator:
     """Factory for ``generator.kind: stylegan2`` (parameters documented on the module)."""
-    unknown = sorted(set(params) - set(_PARAMS))
-    if unknown:
-        raise GeneratorError(f"generator.params: unknown parameters {unknown} for kind 'stylegan2'; "
-                             f"expected some of {list(_PARAMS)}")
     return StyleGAN2Generator(**params)
