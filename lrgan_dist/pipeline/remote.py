@@ -37,7 +37,7 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 #: gitignore-style patterns never uploaded with a job's working directory
 UPLOAD_EXCLUDES = [
-    ".*", "**/.*",                                   # .ssh/, .aws/credentials, .git/, .env, ...
+    ".?*", "**/.?*",  # .ssh/, .aws/credentials, .git/, .env, ... (".*" would match "." itself: the whole folder)
     "*.zarr", "**/*.zarr", "*.lease", "**/*.lease",   # stores and their leases
     "*-report", "**/__pycache__", "runs",             # outputs
     "*.pkl", "*.pt", "*.pth", "*.ckpt", "*.safetensors", "*.tar", "*.bin", "*.h5",  # weights

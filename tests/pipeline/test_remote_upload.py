@@ -45,6 +45,12 @@ def test_uploads_exclude_dotfiles_stores_and_weights(tmp_path, monkeypatch, caps
         assert remote._excluded(rel), rel
     assert not remote._excluded("job.yaml") and not remote._excluded("masks/eyes.npy")
     assert set(env["excludes"]) == set(remote.UPLOAD_EXCLUDES)
+    # Ray matches the patterns (gitwildmatch) against paths relative to the working dir,
+    # the folder itself included as "."; it must not be excluded
+    pathspec = __import__("pathspec")
+    spec = pathspec.PathSpec.from_lines("gitwildmatch", env["excludes"])
+    assert not spec.match_file(".") and not spec.match_file("job.yaml") and not spec.match_file("masks/eyes.npy")
+    assert spec.match_file(".ssh/id_rsa") and spec.match_file("runs/old.zarr/zarr.json") and spec.match_file("g.pkl")
     err = capsys.readouterr().err
     assert "'g.pkl' next to the spec is not uploaded" in err
     assert "over plain http" in err and "10.1.2.3" in err
