@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import json
 import math
 import os
@@ -511,8 +512,86 @@ def _parse_methods(raw: Mapping[str, Any], collect: Any) -> tuple[MethodSpec, ..
         methods_raw = _DEFAULT_METHODS
     if not isinstance(methods_raw, Mapping) or not methods_raw:
         raise SpecError("methods", f"received {methods_raw!r}; expected a mapping LABEL -> parameters")
-    methods = [collect(lambda label=label, m=m: _parse_method(str(label), m)) for label, m in methods_raw.items()]
-    return tuple(m for m in methods if m is not None)
+    methods: list[MethodSpec] = []
+    origin: dict[str, str] = {}  # label → the field that defined it
+    for label, m in methods_raw.items():
+        for new_label, sub, where in collect(lambda label=label, m=m: _expand_grid(str(label), m), ()):
+            spec = collect(lambda e=(new_label, sub, where): _parse_method(*e))
+            if spec is None:
+                break  # an error common to the whole grid is reported once
+            if spec.label in origin:
+                collect(lambda lab=spec.label, w=where: _raise(SpecError(
+                    w, f"gives the label {lab!r}, which {origin[lab]} also gives; expected distinct labels "
+                       f"(a grid's labels are LABEL_PARAMVALUE, e.g. lowrankgan_lam0.1)")))
+                continue
+            origin[spec.label] = where
+            methods.append(spec)
+    return tuple(methods)
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _grid_suffix(value: Any) -> str:
+    """The label suffix of one grid value: Python's shortest round-trip repr for numbers
+    (``0.03``, ``1e-05``), ``true``/``false``/``null`` as YAML writes them, strings as given."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return repr(value) if isinstance(value, (int, float)) else str(value)
+
+
+def _expand_grid(label: str, raw: Any) -> list[tuple[str, Any, str]]:
+    """A method entry with lists for scalar parameters → one entry per grid point.
+
+    ``lowrankgan: {lam: [0.03, 0.1], tol: 1e-6}`` gives ``lowrankgan_lam0.03: {method:
+    lowrankgan, lam: 0.03, tol: 1e-6}`` and ``lowrankgan_lam0.1: {...}``: the same labels,
+    parameters and parameter hashes as writing the entries by hand (a λ study of PCP's
+    sparsity weight in ``min ‖L‖_* + λ‖S‖₁``, Zhu et al. 2021 eq. 3).  Several grid
+    parameters expand to their product, suffixes in the spec's key order
+    (``_lam0.1_relax1``).  Which parameters take a grid: :func:`grid_params` (those with
+    one scalar value; a list for ``sefa.layers`` is its value).  Returns (label, raw
+    parameters, field) triples; each element is checked alone so that an error names it
+    (``methods.lowrankgan.lam[1]``).
+    """
+    where = f"methods.{label}"
+    if not isinstance(raw, Mapping) or not any(isinstance(v, list) for v in raw.values()):
+        return [(label, raw, where)]  # not a grid; _parse_method checks everything else
+    from lrgan_dist.core.methods import available_methods, get_method
+    from lrgan_dist.core.methods.registry import grid_params
+
+    name = raw.get("method", label)
+    if name not in available_methods():
+        return [(label, raw, where)]
+    scalar = grid_params(name)
+    grid: dict[str, list[Any]] = {}
+    for key, vals in raw.items():
+        if not isinstance(vals, list) or key not in scalar:
+            continue
+        if not vals:
+            raise SpecError(f"{where}.{key}", "received an empty list; expected a value or a non-empty list of values "
+                                              "(a grid: one result group per value)")
+        grid[key] = []
+        for i, v in enumerate(vals):
+            f = f"{where}.{key}[{i}]"
+            if isinstance(v, str) and _FRACTION.fullmatch(v):
+                v = _parse_fraction(v, f)
+            if isinstance(v, (list, Mapping)):
+                raise SpecError(f, f"received {v!r}; expected one value of {key} (the list is a grid of values)")
+            try:
+                get_method(name, **{key: v})
+            except (TypeError, ValueError) as exc:
+                raise SpecError(f, str(exc)) from None
+            if any(_grid_suffix(u) == _grid_suffix(v) for u in grid[key]):
+                raise SpecError(f, f"received {v!r} twice; expected distinct values (one result group each)")
+            grid[key].append(v)
+    if not grid:
+        return [(label, raw, where)]
+    out = []
+    for combo in itertools.product(*grid.values()):
+        sub = {"method": name, **raw, **dict(zip(grid, combo))}
+        out.append((label + "".join(f"_{k}{_grid_suffix(v)}" for k, v in zip(grid, combo)), sub, where))
+    return out
 
 
 def _parse_compute(raw: Mapping[str, Any]) -> ComputeSpec:
@@ -743,8 +822,8 @@ def _parse_region(name: str, raw: Any) -> RegionSpec:
         raise SpecError(f"{where}.{exc.field}" if exc.field else where, exc.message) from None
 
 
-def _parse_method(label: str, raw: Any) -> MethodSpec:
-    where = f"methods.{label}"
+def _parse_method(label: str, raw: Any, where: str | None = None) -> MethodSpec:
+    where = where or f"methods.{label}"
     if raw is not None and not isinstance(raw, Mapping):
         raise SpecError(where, f"received {raw!r}; expected a mapping of parameters")
     raw = dict(raw or {})

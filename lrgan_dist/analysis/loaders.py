@@ -168,11 +168,22 @@ def _zero_share(g: Any, name: str, done: np.ndarray) -> float:
     return float((np.asarray(g[f"diagnostics/{name}"][:])[done] == 0).mean())
 
 
+def stored_mean_span(g: Any, done: np.ndarray) -> float:
+    """Mean of a result group's stored span dimension (``diagnostics/span``: the dimension
+    the sample's direction rows span) over ``done`` samples; NaN when it is missing for
+    some (a store written before it was stored)."""
+    if "diagnostics" not in g or "span" not in g["diagnostics"] or not done.any():
+        return float("nan")
+    v = np.asarray(g["diagnostics/span"][:])[done]
+    return float(v.mean()) if (v >= 0).all() else float("nan")
+
+
 def load_groups(store: str | Path | Store) -> pd.DataFrame:
     """One row per per-sample result group ``directions/<region>/<label>``: region, method
     (label), method_name, param_hash, params (JSON text), lam (float64: λ for lowrankgan,
     the 1/√d default resolved; NaN for other methods), done (int64), mean_rank and
-    median_rank (float64, over done samples: the number of directions), empty_share
+    median_rank (float64, over done samples: the number of directions), mean_span (float64: the
+    dimension those directions span, :func:`stored_mean_span`), empty_share
     (float64: share of done samples with no direction at all — "no local direction"),
     mean_rank_R and mean_rank_B (float64: ranks of the RPCA low-rank parts L_R, L_B, from
     the group's stored diagnostics; NaN for methods without them), rank_B_zero_share
@@ -194,10 +205,11 @@ def load_groups(store: str | Path | Store) -> pd.DataFrame:
                      "mean_rank": float(rank.mean()) if rank.size else float("nan"),
                      "median_rank": float(np.median(rank)) if rank.size else float("nan"),
                      "empty_share": float((rank == 0).mean()) if rank.size else float("nan"),
+                     "mean_span": stored_mean_span(g, fst == DONE),
                      **{f"mean_rank_{side}": _mean_diag(g, f"rank_{side}", fst == DONE) for side in ("R", "B")},
                      "rank_B_zero_share": _zero_share(g, "rank_B", fst == DONE)})
     cols = ["region", "method", "method_name", "param_hash", "params", "lam", "done", "mean_rank", "median_rank",
-            "empty_share", "mean_rank_R", "mean_rank_B", "rank_B_zero_share"]
+            "empty_share", "mean_span", "mean_rank_R", "mean_rank_B", "rank_B_zero_share"]
     df = pd.DataFrame(rows, columns=cols)
     return df.astype({"region": "category", "method": "category", "method_name": "category"})
 

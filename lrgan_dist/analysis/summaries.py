@@ -187,14 +187,15 @@ def lambda_sweep(df: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
     resolved). One row per (group, scored_on) with transfer rows, and one row (scored_on
     empty) for a group without any — a λ that gave no directions is shown, never dropped
     (issue 18). Columns: region, method, lam, param_hash, mean_rank (directions per
-    sample), empty_share (share of samples with no direction), mean_rank_R, mean_rank_B
+    sample), mean_span (the dimension they span: LowRankGAN's projected rows can be
+    dependent), empty_share (share of samples with no direction), mean_rank_R, mean_rank_B
     (RPCA ranks of L_R, L_B), rank_B_zero_share, degenerate (True when some sample has
     rank(L_B) = 0: there LowRankGAN is the unprojected principal directions of L_R, i.e.
     ``jacobian_svd``, not a local method), scored_on, carrying_per_source, self_locality,
     self_strength, cross_locality, cross_baseline, cross_strength,
     realized_cross_locality; sorted by region, λ, scored_on.
     """
-    cols = ["region", "method", "lam", "param_hash", "mean_rank", "empty_share", "mean_rank_R", "mean_rank_B",
+    cols = ["region", "method", "lam", "param_hash", "mean_rank", "mean_span", "empty_share", "mean_rank_R", "mean_rank_B",
             "rank_B_zero_share", "degenerate", "scored_on", "carrying_per_source", "self_locality", "self_strength",
             "cross_locality", "cross_baseline", "cross_strength", "realized_cross_locality"]
     if groups.empty:
@@ -203,7 +204,7 @@ def lambda_sweep(df: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
     if lg.empty:
         return pd.DataFrame(columns=cols)
     g2 = lg.astype({"region": str, "method": str})
-    g2 = g2[[c for c in ("region", "method", "lam", "param_hash", "mean_rank", "empty_share", "mean_rank_R",
+    g2 = g2[[c for c in ("region", "method", "lam", "param_hash", "mean_rank", "mean_span", "empty_share", "mean_rank_R",
                          "mean_rank_B", "rank_B_zero_share") if c in g2.columns]].copy()
     g2["degenerate"] = g2["rank_B_zero_share"].fillna(0.0) > 0 if "rank_B_zero_share" in g2 else False
     summ = summarize_transfer(df[df["method"].isin(lg["method"].astype(str))]) if not df.empty else pd.DataFrame()

@@ -1,6 +1,7 @@
 """The end-of-run summary printed by ``lrgan-dist submit``.
 
-Samples done/failed; per region and method the mean rank, the share of samples with no
+Samples done/failed; per region and method the mean rank (directions per sample) and
+span (the dimension those rows span, ``diagnostics/span``), the share of samples with no
 direction at all ("no local direction"), the mean number of carrying directions
 (:func:`lrgan_dist.core.subspaces.carrying`), and for the carrying directions at their own
 sample: the locality (SHARE of the first-order change inside the region), the random-
@@ -16,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from lrgan_dist.analysis.loaders import stored_mean_span
 from lrgan_dist.core.scores import baseline_share, edit_strength, headline, locality_share
-from lrgan_dist.core.subspaces import carrying, region_energy, subspace_coverage, subspace_sines
+from lrgan_dist.core.subspaces import carrying, orth_bases, region_energy, subspace_coverage, subspace_sines
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, Store, attrs_of
 
@@ -58,6 +60,7 @@ def summarize(spec: JobSpec, store: Store) -> dict[str, Any]:
             "done": int(done.size),
             "mean_rank": float(np.asarray(g["rank"][:])[done].mean()) if done.size else float("nan"),
             "empty_share": float((np.asarray(g["rank"][:])[done] == 0).mean()) if done.size else float("nan"),
+            "mean_span": stored_mean_span(g, st == DONE),
         }
         part = truth_part(spec, region, list(truth)) if truth else None
         if done.size:
@@ -67,6 +70,8 @@ def summarize(spec: JobSpec, store: Store) -> dict[str, Any]:
             M = np.asarray(store.group[f"regions/{region}/gram_in"][lo:hi])[idx - lo].astype(np.float64)
             sel = carrying(V, M)
             row["mean_carrying"] = float(sel.sum(axis=1).mean())
+            if not np.isfinite(row["mean_span"]):  # a store from before the span was stored: the scored samples
+                row["mean_span"] = float(orth_bases(V)[1].mean())
             row.update(_self_scores(store, region, idx, V, M, sel))
             if part is not None:
                 Q = truth[part]
@@ -117,7 +122,8 @@ def format_summary(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append("locality = share of the first-order change inside the region (carrying directions, "
                      "own sample); random = a random direction's; strength = median |J v|^2 / a random direction's")
-        hdr = (f"{'region':<12} {'method':<16} {'done':>5} {'rank':>6} {'none':>5} {'carry':>6} {'local':>6} "
+        lines.append("rank = directions per sample (rows); span = the dimension they span (rows can be dependent)")
+        hdr = (f"{'region':<12} {'method':<16} {'done':>5} {'rank':>6} {'span':>5} {'none':>5} {'carry':>6} {'local':>6} "
                f"{'random':>6} {'strength':>8}  ground truth")
         lines.append(hdr)
         lines.append("-" * len(hdr) + "-" * 30)
@@ -127,7 +133,7 @@ def format_summary(report: dict[str, Any]) -> str:
                 gt = (f"{r['truth']}: median max-sine {r['max_sine_median']:.3g}, "
                       f"{100 * r['in_subspace_frac']:.0f}% samples all sin<0.05, coverage {r['coverage_mean']:.2f}")
             nan = float("nan")
-            lines.append(f"{r['region']:<12} {r['method']:<16} {r['done']:>5} {r['mean_rank']:>6.1f} "
+            lines.append(f"{r['region']:<12} {r['method']:<16} {r['done']:>5} {r['mean_rank']:>6.1f} {r.get('mean_span', nan):>5.1f} "
                          f"{_pct(r.get('empty_share', nan)):>5} {r.get('mean_carrying', nan):>6.1f} "
                          f"{r.get('self_locality', nan):>6.3f} {r.get('baseline', nan):>6.3f} "
                          f"{_strength(r.get('strength', nan)):>8}  {gt}")

@@ -228,6 +228,10 @@ _DIRECTIONS_TABLE: tuple[ArraySpec, ...] = (
     ArraySpec("directions_status", "directions/{region}/{label}/status", ("n",), ("chunk",), "u1", PENDING,
               ("sample",), "factorize status of each sample, written after its results", "factorize",
               flags=_STATUS, per_sample=True, status_of="sample"),
+    ArraySpec("directions_span", "directions/{region}/{label}/diagnostics/span", ("n",), ("chunk",), "i4", -1,
+              ("sample",), "dimension of the span of the sample's direction rows (rank counts the rows; LowRankGAN's "
+              "projected rows can be dependent): the rank of the unit-row stack under the orthonormal-basis policy "
+              "(singular values > 1e-6 of the largest; -1: not computed)", "factorize", per_sample=True),
     ArraySpec("directions_diagnostic", "directions/{region}/{label}/diagnostics/{name}", ("n", "*tail"),
               ("chunk", "*tail"), "given", "auto", ("sample", "*tail"),
               "the method's per-sample diagnostic (fill where not computed)", "factorize", per_sample=True),

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -68,6 +71,26 @@ def get_method(name: str, **params: Any) -> "Method":
         if key not in valid:
             raise ValueError(f"method {name!r}: unknown parameter {key!r}; valid parameters: {valid}")
     return cls(cls.Params(**params))
+
+
+def grid_params(name: str) -> tuple[str, ...]:
+    """Parameters of method ``name`` that take one scalar value (number, string, flag or
+    null): a job spec may give a list of values for these, a parameter grid that expands
+    into one result group per value (``lrgan_dist.spec``).  Parameters that are lists
+    themselves (``sefa.layers``) are not among them."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"method: unknown method {name!r}; expected one of {available_methods()}")
+    cls = _REGISTRY[name]
+    hints = typing.get_type_hints(cls.Params, globalns=vars(sys.modules[cls.__module__]))
+    return tuple(f.name for f in dataclasses.fields(cls.Params) if _scalar_type(hints[f.name]))
+
+
+def _scalar_type(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return all(_scalar_type(a) for a in typing.get_args(tp))
+    return origin is Literal or tp in (int, float, str, bool, type(None))
 
 
 class Method:

@@ -31,16 +31,34 @@ import torch
 from lrgan_dist.apply.build import pick_device
 from lrgan_dist.core.matfree import compressed_directions
 from lrgan_dist.core.methods import get_method
+from lrgan_dist.core.subspaces import orth_bases
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_tasks
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, FAILED, PENDING, Store, diagnostic_fill
 
 NAME = "factorize"
 
-__all__ = ["result_groups", "pending_units", "factorize_unit", "plan", "run"]
+__all__ = ["result_groups", "pending_units", "factorize_unit", "plan", "run", "span_dimension", "SPAN"]
 
 Group = tuple[str, str, str]  # (region, label, group path)
 Unit = tuple[int, int, Group]  # (chunk start, chunk stop, group)
+
+
+#: the stage's own per-sample diagnostic, for every method (store layout row ``directions_span``)
+SPAN = "span"
+
+
+def span_dimension(vectors: np.ndarray) -> np.ndarray:
+    """[n] int32: the dimension of the span of each sample's direction rows, vectors [n, k, d]
+    NaN-padded.  ``rank`` counts rows; LowRankGAN's rows ``normalize_rows(P N Nᵀ)`` (Zhu et
+    al. 2021, §3.2) are r_R rows projected into the (d − r_B)-dimensional null space of L_B, so
+    they span at most min(r_R, d − r_B) dimensions and can be dependent.  The rank of the
+    unit-row stack under the one orthonormal-basis policy
+    (:func:`lrgan_dist.core.subspaces.orth_bases`, ``ORTH_TOL``: float32 rounding of stored
+    rows never counts as a dimension, rows 0.1° apart do)."""
+    if vectors.shape[0] == 0:
+        return np.zeros(0, dtype=np.int32)
+    return orth_bases(vectors)[1].astype(np.int32)
 
 
 def result_groups(spec: JobSpec, store: Store) -> list[tuple[str, str, str]]:
@@ -52,9 +70,14 @@ def result_groups(spec: JobSpec, store: Store) -> list[tuple[str, str, str]]:
             continue
         for r in store.layout.regions:
             path = store.direction_group(r, m.label, m.method, m.params, method.param_hash(),
-                                         method.diagnostics_schema(store.layout.d))
+                                         _schema(method, store.layout.d))
             out.append((r, m.label, path))
     return out
+
+
+def _schema(method: Any, d: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The method's per-sample diagnostics and the stage's own (the span dimension)."""
+    return {**method.diagnostics_schema(d), SPAN: ("i4", ())}
 
 
 def pending_units(store: Store, groups: list[Group]) -> list[Unit]:
@@ -122,10 +145,12 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
         # the method's per-sample diagnostics (RPCA iterations, gaps, ranks, ...): fill values
         # (NaN / -1 / 0) for samples not computed here
         diag = {}
-        for key, (dtype, tail) in method.diagnostics_schema(d).items():
+        for key, (dtype, tail) in _schema(method, d).items():
             full = np.full((n, *tail), diagnostic_fill(dtype), dtype=dtype)
             val = res.diagnostics.get(key) if g_in.shape[0] else None
-            if val is not None:
+            if key == SPAN and g_in.shape[0]:
+                full[ok] = span_dimension(vectors[ok])
+            elif val is not None:
                 full[ok] = val.detach().cpu().numpy().astype(dtype)
             diag[key] = full
         store.write_directions(path, start, stop, vectors, rank, spectrum, st, diag)
