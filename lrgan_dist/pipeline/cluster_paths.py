@@ -54,18 +54,14 @@ def job_paths(spec: JobSpec) -> dict[str, str]:
 
 def _probe_nodes(ray: Any, paths: list[str]) -> dict[str, list[str]]:
     """node id → the paths that do not exist on that node (one task per alive node)."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from lrgan_dist.pipeline.runtime import on_every_node
 
-    @ray.remote(num_cpus=0)
     def missing(ps: list[str]) -> list[str]:
         import os as _os
 
         return [p for p in ps if not _os.path.exists(p)]
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    refs = {n["NodeID"]: missing.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(paths) for n in nodes}
-    return {nid: ray.get(ref, timeout=120) for nid, ref in refs.items()}
+    return on_every_node(ray, missing, paths)
 
 
 def check_paths_visible(ray: Any, spec: JobSpec) -> None:

@@ -10,9 +10,11 @@ dependencies -- torch, ray, zarr -- come from the cluster's image; see docs/clus
 ``stop`` and ``list`` wrap the client's ``stop_job``/``list_jobs``.
 
 Addresses: ``--address`` or, like Ray's CLI, ``RAY_API_SERVER_ADDRESS`` / an ``http://``
-``RAY_ADDRESS``. Token authentication: Ray's ``JobSubmissionClient`` reads the token the
-same way the Ray CLI does (``RAY_AUTH_MODE=token`` with ``RAY_AUTH_TOKEN`` or
-``~/.ray/auth_token``; docs/cluster.md); nothing here handles secrets, but a token that
+``RAY_ADDRESS``. Token authentication: when a token is found (``RAY_AUTH_TOKEN``,
+``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``) and ``RAY_AUTH_MODE`` is unset, the mode is
+set to ``token`` for this process (:func:`lrgan_dist.pipeline.runtime.prepare_auth`: a Ray
+2.60 client sends no token without it), and a refused connection is one line naming
+``RAY_AUTH_TOKEN`` (docs/cluster.md); the token itself is never read here, and a token that
 would travel over plain ``http://`` to another host draws a warning.
 
 Upload hygiene: the working directory is shipped without :data:`UPLOAD_EXCLUDES`
@@ -57,7 +59,6 @@ def _excluded(rel: str) -> bool:
 
 def upload_warnings(spec_path: Path, address: str) -> list[str]:
     """Warnings for a remote submit: excluded files the spec names, a token over plain http."""
-    import os
     from urllib.parse import urlparse
 
     out: list[str] = []
@@ -75,7 +76,9 @@ def upload_warnings(spec_path: Path, address: str) -> list[str]:
             out.append(f"{name!r} next to the spec is not uploaded (excluded: dotfiles, stores, weight files); "
                        "put it where every node can read it (s3:// or a shared filesystem)")
     url = urlparse(address)
-    token = os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").exists()
+    from lrgan_dist.pipeline.runtime import auth_token_source
+
+    token = auth_token_source() is not None
     if url.scheme == "http" and token and url.hostname not in ("127.0.0.1", "localhost", "::1"):
         out.append(f"the Ray auth token is sent to {url.hostname} over plain http; use https or an SSH tunnel "
                    "(ray dashboard cluster.yaml) — docs/cluster.md")
@@ -91,9 +94,20 @@ def default_address(address: str | None) -> str:
 
 
 def _client(address: str) -> Any:
+    """A Jobs API client; token authentication handled like every other address form
+    (:func:`lrgan_dist.pipeline.runtime.prepare_auth`), a refusal one line naming RAY_AUTH_TOKEN."""
+    from lrgan_dist.pipeline.runtime import auth_error, prepare_auth
+
+    prepare_auth()  # before ray is imported: Ray reads RAY_AUTH_MODE once, when it loads
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address)
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:  # noqa: BLE001 - Ray raises RuntimeError/ConnectionError/ValueError variants
+        text = str(exc).lower()
+        if "authentication" in text or "auth token" in text or "unauthorized" in text or "401" in text:
+            raise auth_error(address, exc) from None
+        raise
 
 
 def entrypoint_args(spec_name: str, extra_args: Sequence[str]) -> list[str]:

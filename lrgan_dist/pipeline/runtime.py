@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 __all__ = ["ray_session", "ActorPool", "Resources", "StageContext", "StageHooks", "worker_resources",
-           "run_tasks", "remote_cause", "cluster_resources", "progress", "actor_class"]
+           "run_tasks", "remote_cause", "cluster_resources", "progress", "actor_class", "connect", "prepare_auth",
+           "auth_token_source", "auth_error", "on_every_node", "check_cluster_versions", "version_mismatch",
+           "driver_versions"]
 
 
 # ----------------------------------------------------------------------------- session
@@ -93,13 +95,15 @@ def _worker_errors() -> Iterator[None]:
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[Any]:
     """Yield an initialised ``ray`` module; stop Ray afterwards only if we started it."""
+    local = address in (None, "", "local")
+    if not local:
+        prepare_auth()  # before ray is imported: Ray reads RAY_AUTH_MODE once, when it loads
     import ray
 
     if ray.is_initialized():
         with _sigterm_as_interrupt(), _worker_errors():
             yield ray
         return
-    local = address in (None, "", "local")
     if local:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         kwargs: dict[str, Any] = dict(
@@ -117,14 +121,172 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
         # Workers import lrgan_dist from the same environment as the driver.
         ray.init(**kwargs)
     else:
-        check_address(str(address))
-        ray.init(address=address, logging_level="WARNING")  # type: ignore[arg-type]  # ray takes level names too
+        connect(ray, str(address))
     try:
         # installed after ray.init, which sets a SIGTERM handler of its own for drivers
         with _sigterm_as_interrupt(), _worker_errors():
             yield ray
     finally:
         ray.shutdown()
+
+
+# ----------------------------------------------------------------------------- cluster connection
+
+
+def auth_token_source() -> str | None:
+    """Where a Ray client finds its token, in Ray's own order (docs.ray.io, "Ray token
+    authentication"): ``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``.
+    Returns the source's name (never the token), or None."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return os.environ["RAY_AUTH_TOKEN_PATH"]
+    default = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return default if os.path.isfile(default) else None
+
+
+def prepare_auth() -> str | None:
+    """Token authentication for every address form (HOST:PORT, auto, ray://, http://).
+
+    Ray 2.59+ heads enforce a token by default, but a Ray 2.60 client presents its token only
+    when ``RAY_AUTH_MODE=token`` is set: without it an explicit address fails ("Failed to
+    connect", or the Jobs API's "no authentication token was found") although the token is
+    there.  When the mode is unset and a token is found (:func:`auth_token_source`), set
+    ``RAY_AUTH_MODE=token`` for this process and the ones it starts; an explicit mode is
+    left as it is.  Returns the token's source, or None."""
+    src = auth_token_source()
+    if src is not None and not os.environ.get("RAY_AUTH_MODE"):
+        os.environ["RAY_AUTH_MODE"] = "token"
+    return src
+
+
+def auth_error(address: str, exc: BaseException) -> Exception:
+    """The one-line error for a connection Ray refused, naming what to set (SpecError: exit 2)."""
+    from lrgan_dist.spec import SpecError
+
+    src = auth_token_source()
+    why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    has = (f"the token from {src} was not accepted; expected the cluster's token" if src and
+           os.environ.get("RAY_AUTH_MODE") == "token" else "no Ray auth token was found")
+    return SpecError("--address", f"cannot connect to the Ray cluster at {address} ({why}): {has} -- export "
+                                  "RAY_AUTH_TOKEN=<token> (or RAY_AUTH_TOKEN_PATH=<file>, or put it in "
+                                  "~/.ray/auth_token; 'ray get-auth-token' on the head prints it)")
+
+
+def connect(ray: Any, address: str) -> None:
+    """``ray.init`` to a running cluster: reachable (:func:`check_address`), token handled
+    (:func:`prepare_auth`; a refusal is one line naming RAY_AUTH_TOKEN), and the cluster's
+    lrgan_dist, torch and ray the driver's (:func:`check_cluster_versions`)."""
+    check_address(address)
+    prepare_auth()  # takes effect only if Ray is not loaded yet (ray_session calls it first)
+    try:
+        ray.init(address=address, logging_level="WARNING")
+    except ConnectionError as exc:
+        raise auth_error(address, exc) from None
+    try:
+        check_cluster_versions(ray, address)
+    except BaseException:
+        ray.shutdown()
+        raise
+
+
+def on_every_node(ray: Any, fn: Callable[..., Any], *args: Any, timeout: float = 120) -> dict[str, Any]:
+    """node id → ``fn(*args)`` run once on every alive node (a zero-CPU task pinned to it).
+    ``fn`` should be a nested function: it travels by value, so it runs on nodes whatever
+    their lrgan_dist."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(num_cpus=0)(fn)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    refs = {nid: task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)).remote(*args)
+            for nid in nodes}
+    return {nid: ray.get(ref, timeout=timeout) for nid, ref in refs.items()}
+
+
+#: the packages whose versions must agree between the driver and the cluster's nodes: lrgan_dist
+#: exactly (it computes and writes the store), torch and ray by major.minor
+VERSIONED = ("lrgan_dist", "torch", "ray")
+
+
+def driver_versions() -> dict[str, str | None]:
+    """This process's lrgan_dist, torch and ray versions (torch from its metadata: not imported)."""
+    import importlib.metadata as md
+
+    import lrgan_dist
+
+    out: dict[str, str | None] = {"lrgan_dist": lrgan_dist.__version__}
+    for dist in ("torch", "ray"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _node_versions_probe() -> Callable[[], dict[str, str | None]]:
+    """The task that reports the versions a node's workers import.  Nested, so that it travels
+    by value: it runs on a node without lrgan_dist (and says so)."""
+
+    def node_versions() -> dict[str, str | None]:
+        import importlib
+        import importlib.metadata as md
+
+        out: dict[str, str | None] = {}
+        try:
+            out["lrgan_dist"] = str(importlib.import_module("lrgan_dist").__version__)
+        except Exception:  # noqa: BLE001 - not installed there
+            out["lrgan_dist"] = None
+        for dist in ("torch", "ray"):
+            try:
+                out[dist] = md.version(dist)
+            except md.PackageNotFoundError:
+                out[dist] = None
+        return out
+
+    return node_versions
+
+
+def _major_minor(v: str | None) -> str | None:
+    return ".".join(v.split("+")[0].split(".")[:2]) if v else v
+
+
+def version_mismatch(driver: dict[str, str | None], node: dict[str, str | None], shipped: bool) -> str | None:
+    """The first disagreement between the driver's and a node's versions, as one phrase, or None.
+    lrgan_dist must match exactly unless the job ships its code (runtime_env ``py_modules``);
+    torch and ray by major.minor."""
+    for name in VERSIONED:
+        if name == "lrgan_dist" and shipped:
+            continue
+        want, got = driver.get(name), node.get(name)
+        same = want == got if name == "lrgan_dist" else _major_minor(want) == _major_minor(got)
+        if not same:
+            return f"{name} {got or 'not installed'} on the cluster, {want} on this driver"
+    return None
+
+
+def code_shipped(ray: Any) -> bool:
+    """Whether this job's runtime_env ships Python modules (``py_modules``), as Jobs API
+    submissions do (:func:`lrgan_dist.pipeline.remote.submit_job`): then every worker imports
+    the driver's own lrgan_dist."""
+    try:
+        env = dict(ray.get_runtime_context().runtime_env or {})
+    except Exception:  # noqa: BLE001 - no runtime context: nothing shipped
+        return False
+    return bool(env.get("py_modules"))
+
+
+def check_cluster_versions(ray: Any, address: str) -> None:
+    """Refuse (SpecError, exit 2) a cluster whose nodes run another lrgan_dist (unless the code
+    is shipped) or another torch/ray major.minor than this driver: one line naming both."""
+    from lrgan_dist.spec import SpecError
+
+    driver, shipped = driver_versions(), code_shipped(ray)
+    for nid, node in on_every_node(ray, _node_versions_probe()).items():
+        why = version_mismatch(driver, node, shipped)
+        if why:
+            raise SpecError("--address", f"{why} (node {nid[:8]} of {address}); expected the same versions: install "
+                                         f"lrgan-dist=={driver['lrgan_dist']} with the same torch and ray on every node, "
+                                         "or submit through the Jobs API (--address http://HEAD:8265), which ships this code")
 
 
 def check_address(address: str) -> None:
