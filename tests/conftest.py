@@ -43,7 +43,10 @@ def _isolate_network() -> str:
 
 NETNS = _isolate_network()
 
+import pytest  # noqa: E402
 import torch  # noqa: E402  (after the namespace switch: torch may start threads)
+
+from lrgan_dist.testing.ray_local import sigterm_interrupts  # noqa: E402
 
 # Two cores are shared by every test; keep torch from oversubscribing them.
 torch.set_num_threads(int(os.environ.get("LRGAN_TEST_THREADS", "1")))
@@ -51,3 +54,11 @@ torch.set_num_threads(int(os.environ.get("LRGAN_TEST_THREADS", "1")))
 
 def pytest_report_header(config):  # noqa: ARG001
     return f"lrgan-dist tests: private network namespace {NETNS}"
+
+
+@pytest.fixture(autouse=True)
+def _sigterm_stops_the_session():
+    """An external SIGTERM (a CI timeout) stops the session, tearing fixtures down, even
+    after a test's Ray installed its own handler (issue 14, defect 10)."""
+    with sigterm_interrupts():
+        yield

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -91,34 +90,26 @@ def test_sigterm_is_an_interrupt_and_the_store_resumes(tmp_path):
     import zarr
 
     from lrgan_dist.testing.cli import cli_json, write_spec
-    from lrgan_dist.testing.faults import cli_command
-    from lrgan_dist.testing.ray_local import ray_env
+    from lrgan_dist.testing.faults import cli_command, interrupt
 
     job = write_spec(tmp_path / "job.yaml", samples={"count": 16}, methods={"jacobian_svd": {}},
                      compute={"actors": 2}, store={"uri": str(tmp_path / "s.zarr"), "chunk_samples": 4})
     store = tmp_path / "s.zarr"
-    p = subprocess.Popen(cli_command("submit", str(job), "--no-progress", unit_delay=1.0), env=ray_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 240 and p.poll() is None:
-            try:
-                if (zarr.open_group(str(store), mode="r")["status"][:] == 1).sum() >= 4:
-                    break
-            except Exception:
-                pass
-            time.sleep(0.1)
-        p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=120)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=30)
-    assert p.returncode == 1, (out, err)
+
+    def done() -> int:
+        try:
+            return int((zarr.open_group(str(store), mode="r")["status"][:] == 1).sum())
+        except (FileNotFoundError, KeyError):  # not created yet
+            return 0
+
+    proc = interrupt(cli_command("submit", str(job), "--no-progress", unit_delay=1.0), lambda: done() >= 4,
+                     signal.SIGTERM)
+    out, err = proc.stdout, proc.stderr
+    assert proc.returncode == 1, (out, err)
     assert "interrupted" in err and "resume" in err, err
     assert "SIGTERM received" not in err and "*** " not in err, err  # no native crash dump
-    done = int((zarr.open_group(str(store), mode="r")["status"][:] == 1).sum())
-    assert 4 <= done < 16
+    partial = done()
+    assert 4 <= partial < 16
     report = cli_json("submit", str(job), "--json", "--no-progress", "--stages", "jacobians")
     assert report["summary"]["samples"]["done"] == 16
-    assert report["stages"]["jacobians"]["computed"] == 16 - done
+    assert report["stages"]["jacobians"]["computed"] == 16 - partial
