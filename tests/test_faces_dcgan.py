@@ -13,6 +13,7 @@ import yaml
 
 from lrgan_dist.regions import RegionSpec
 from lrgan_dist.spec import SpecError, parse_spec
+from lrgan_dist.testing.landmarks import StandInDetector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,25 +54,6 @@ def test_validate_without_mediapipe_exits_2(tmp_path, monkeypatch):
     assert "regions.eyes.landmarks" in res.output and "pip install --no-deps mediapipe==0.10.14" in res.output
 
 
-class _Detector:
-    """Stand-in for FaceMeshDetector: a fixed face, none for samples whose index is odd."""
-
-    calls = 0
-
-    def __init__(self, *a, **k):
-        _Detector.calls += 1
-
-    def detect(self, images):
-        from lrgan_dist.landmarks import NUM_LANDMARKS
-
-        rng = np.random.default_rng(0)
-        lm = (0.3 + 0.4 * rng.random((NUM_LANDMARKS, 2))).astype(np.float32)
-        return [(None, "no face detected (stand-in)") if k % 2 else (lm, "") for k in range(len(images))]
-
-    def close(self):
-        pass
-
-
 def test_no_face_sample_is_left_out_of_that_region_only(tmp_path, monkeypatch):
     import lrgan_dist.landmarks as lm
     from lrgan_dist.apply.build import make_generator
@@ -79,7 +61,8 @@ def test_no_face_sample_is_left_out_of_that_region_only(tmp_path, monkeypatch):
     from lrgan_dist.store.verify import verify_store
     from lrgan_dist.store.zarrstore import Store
 
-    monkeypatch.setattr(lm, "FaceMeshDetector", _Detector)
+    monkeypatch.setattr(lm, "FaceMeshDetector", StandInDetector)
+    StandInDetector.calls = 0
     spec = parse_spec(_spec_dict(tmp_path, {"box": {"box": [0.2, 0.2, 0.6, 0.8]}, "eyes": {"landmarks": "eyes"}}))
     gen = make_generator(spec, "cpu")
     layout, masks = jacobians.plan_layout(spec, gen)
@@ -88,7 +71,7 @@ def test_no_face_sample_is_left_out_of_that_region_only(tmp_path, monkeypatch):
     Store.create(uri, layout=layout, spec=spec.to_dict(), fingerprint=spec.data_fingerprint(),
                  generator_info={}, static_masks=masks)
     w = jacobians.JacobianWorker(spec, uri)
-    assert _Detector.calls == 1  # once per worker
+    assert StandInDetector.calls == 1  # once per worker
     for unit in layout.chunks():
         w.run(unit)
     st = Store.open(uri)

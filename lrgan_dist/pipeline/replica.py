@@ -24,6 +24,7 @@ class GeneratorReplica:
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.hooks = hooks or StageHooks()
+        self.hooks.on_worker_start()
         self.spec = spec
         self.device = pick_device(spec.compute.device)
         self.generator: Any = make_generator(spec, self.device)

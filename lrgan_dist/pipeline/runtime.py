@@ -382,6 +382,10 @@ class StageHooks:
     subclass (:mod:`lrgan_dist.testing.faults`); production code never reads test settings.
     """
 
+    def on_worker_start(self) -> None:
+        """Called once in every worker process (actor or task replica) before it builds its generator."""
+        return None
+
     def before_unit(self, stage: str, unit: Any) -> None:
         return None
 

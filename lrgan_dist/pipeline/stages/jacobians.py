@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -211,22 +212,16 @@ class JacobianWorker(GeneratorReplica):
             return self._run_matfree(unit, x, masks, lm, t0)
         gd = np.float64 if L.gram_dtype == "float64" else np.float32
         R, d, (h, w) = len(L.regions), L.d, L.grid
-        gram_in = np.full((n, R, d, d), np.nan, dtype=gd)
-        gram_out = np.full((n, R, d, d), np.nan, dtype=gd)
+        grams = {side: np.full((n, R, d, d), np.nan, dtype=gd) for side in ("gram_in", "gram_out")}
         previews = np.zeros((n, *L.preview_hw, 3), dtype=np.uint8)
         jac = np.full((n, L.channels, h, w, d), np.nan, dtype=np.float16) if L.keep_jacobians else None
         status = np.full(n, FAILED, dtype=np.uint8)
         errors = [""] * n
-        for b0 in range(0, n, self.batch):
-            b1 = min(n, b0 + self.batch)
-            mb = masks[:, b0:b1] if masks.ndim == 4 else masks
-            try:
-                out = self.engine.compute(x[b0:b1].to(self.device), mb.to(self.device))
-            except Exception as exc:  # noqa: BLE001 - a sample failure must not kill the unit
-                for i in range(b0, b1):
-                    errors[i] = f"{type(exc).__name__}: {exc}"
-                traceback.print_exc()
-                continue
+
+        def compute(xb: torch.Tensor, mb: torch.Tensor, b0: int, b1: int) -> dict[str, Any]:
+            return self.engine.compute(xb, mb)
+
+        for b0, b1, out in self._batches(x, masks, errors, compute):
             gi = out["gram_in"].detach().cpu().numpy()
             go = out["gram_out"].detach().cpu().numpy()
             img = out["images"].detach().float().cpu()
@@ -240,32 +235,57 @@ class JacobianWorker(GeneratorReplica):
             for k in range(b1 - b0):
                 i = b0 + k
                 if ok[k]:
-                    gram_in[i], gram_out[i] = gi[k], go[k]
+                    grams["gram_in"][i], grams["gram_out"][i] = gi[k], go[k]
                     if jac is not None:
                         jac[i] = j16[k]
                     status[i] = DONE
                 else:
                     errors[i] = "non-finite values (NaN/Inf) in the image, Jacobian or Grams"
+        extra = {"jacobians": jac} if jac is not None else {}
+        return self._write(unit, x, previews, grams, masks, lm, status, errors, t0, extra)
+
+    def _batches(self, x: torch.Tensor, masks: torch.Tensor, errors: list[str],
+                 compute: Callable[[torch.Tensor, torch.Tensor, int, int], Any]) -> Iterator[tuple[int, int, Any]]:
+        """``(b0, b1, compute(...))`` for every batch of the unit (``compute.batch_size``
+        samples); a batch that raises records its error on its samples and is skipped."""
+        n = x.shape[0]
+        for b0 in range(0, n, self.batch):
+            b1 = min(n, b0 + self.batch)
+            mb = masks[:, b0:b1] if masks.ndim == 4 else masks
+            try:
+                out = compute(x[b0:b1].to(self.device), mb.to(self.device), b0, b1)
+            except Exception as exc:  # noqa: BLE001 - a sample failure must not kill the unit
+                for i in range(b0, b1):
+                    errors[i] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+                continue
+            yield b0, b1, out
+
+    def _write(self, unit: tuple[int, int], x: torch.Tensor, previews: np.ndarray, per_region: dict[str, np.ndarray],
+               masks: torch.Tensor, lm: dict[str, tuple[np.ndarray, np.ndarray, list[str]]], status: np.ndarray,
+               errors: list[str], t0: float, extra: dict[str, np.ndarray] | None = None) -> UnitResult:
+        """Write one unit: latents, previews, every ``regions/<r>/<key>`` of ``per_region``
+        ([n, R, ...] arrays), per-sample masks, landmark flags; a landmark region without a
+        face gets NaN results for that region only (the sample stays done)."""
+        start, stop = unit
         data: dict[str, np.ndarray] = {"latents": x.numpy().astype(np.float32), "images": previews}
-        for r_i, r in enumerate(L.regions):
-            if r in lm:  # no face: empty mask, NaN Grams for this region only (the sample stays done)
+        for r_i, r in enumerate(self.layout.regions):
+            if r in lm:
                 m_r, found, reasons = lm[r]
-                gram_in[~found, r_i] = np.nan
-                gram_out[~found, r_i] = np.nan
+                for arr in per_region.values():
+                    arr[~found, r_i] = np.nan
                 data[f"regions/{r}/mask"] = m_r.astype(np.float32)
                 data[f"regions/{r}/found"] = found.astype(np.uint8)
                 data[f"regions/{r}/reason"] = np.asarray(reasons, dtype=object).astype(str)
-            data[f"regions/{r}/gram_in"] = gram_in[:, r_i]
-            data[f"regions/{r}/gram_out"] = gram_out[:, r_i]
             if r in self.parts:
                 data[f"regions/{r}/mask"] = masks[r_i].numpy().astype(np.float32)
-        if jac is not None:
-            data["jacobians"] = jac
+            for key, arr in per_region.items():
+                data[f"regions/{r}/{key}"] = arr[:, r_i]
+        data.update(extra or {})
         self.store.write_unit(start, stop, data, status, errors)
         no_face = {r: int((~v[1]).sum()) for r, v in lm.items()}
         return UnitResult(start, stop, int((status == DONE).sum()), int((status == FAILED).sum()),
                           time.perf_counter() - t0, self.name, no_face, self.landmark_seconds)
-
 
     def _run_matfree(self, unit: tuple[int, int], x: torch.Tensor, masks: torch.Tensor,
                      lm: dict[str, tuple[np.ndarray, np.ndarray, list[str]]], t0: float) -> UnitResult:
@@ -278,23 +298,18 @@ class JacobianWorker(GeneratorReplica):
         L, spec = self.layout, self.spec
         cfg = matfree_config(spec, L.d)
         n, R, d, k = stop - start, len(L.regions), L.d, cfg.k
+        shapes = [("basis", (k, d)), ("eig", (k,)), ("residual", (k,))] + ([("union", (2 * k, 2 * k))] if cfg.union else [])
         arrays = {f"{a}_{side}": np.full((n, R, *shape), np.nan, dtype=np.float32)
-                  for side in ("in", "out") for a, shape in (("basis", (k, d)), ("eig", (k,)), ("residual", (k,)),
-                                                             ("union", (2 * k, 2 * k)))}
+                  for side in ("in", "out") for a, shape in shapes}
         previews = np.zeros((n, *L.preview_hw, 3), dtype=np.uint8)
         status = np.full(n, FAILED, dtype=np.uint8)
         errors = [""] * n
-        for b0 in range(0, n, self.batch):
-            b1 = min(n, b0 + self.batch)
-            mb = masks[:, b0:b1] if masks.ndim == 4 else masks
-            try:
-                res = region_subspaces(self.generator, x[b0:b1].to(self.device), mb.to(self.device), L.grid,
-                                       spec.grid.channels, cfg, sample_ids=range(start + b0, start + b1))
-            except Exception as exc:  # noqa: BLE001 - a sample failure must not kill the unit
-                for i in range(b0, b1):
-                    errors[i] = f"{type(exc).__name__}: {exc}"
-                traceback.print_exc()
-                continue
+
+        def compute(xb: torch.Tensor, mb: torch.Tensor, b0: int, b1: int) -> Any:
+            return region_subspaces(self.generator, xb, mb, L.grid, spec.grid.channels, cfg,
+                                    sample_ids=range(start + b0, start + b1))
+
+        for b0, b1, res in self._batches(x, masks, errors, compute):
             previews[b0:b1] = to_uint8_preview(res.images, tuple(self.generator.image_range),
                                                max_size=max(L.preview_hw))
             for key in arrays:
@@ -306,25 +321,7 @@ class JacobianWorker(GeneratorReplica):
                 status[b0 + j] = DONE if ok[j] else FAILED
                 if not ok[j]:
                     errors[b0 + j] = "non-finite values (NaN/Inf) in the image or eigenpairs (empty region or rest?)"
-        data: dict[str, np.ndarray] = {"latents": x.numpy().astype(np.float32), "images": previews}
-        for r_i, r in enumerate(L.regions):
-            if r in lm:  # no face: NaN for this region only
-                m_r, found, reasons = lm[r]
-                for key in arrays:
-                    arrays[key][~found, r_i] = np.nan
-                data[f"regions/{r}/mask"] = m_r.astype(np.float32)
-                data[f"regions/{r}/found"] = found.astype(np.uint8)
-                data[f"regions/{r}/reason"] = np.asarray(reasons, dtype=object).astype(str)
-            if r in self.parts:
-                data[f"regions/{r}/mask"] = masks[r_i].numpy().astype(np.float32)
-            for key, arr in arrays.items():
-                if key.startswith("union") and not cfg.union:
-                    continue
-                data[f"regions/{r}/{key}"] = arr[:, r_i]
-        self.store.write_unit(start, stop, data, status, errors)
-        no_face = {r: int((~v[1]).sum()) for r, v in lm.items()}
-        return UnitResult(start, stop, int((status == DONE).sum()), int((status == FAILED).sum()),
-                          time.perf_counter() - t0, self.name, no_face, self.landmark_seconds)
+        return self._write(unit, x, previews, arrays, masks, lm, status, errors, t0)
 
 
 def matfree_config(spec: JobSpec, d: int) -> Any:
