@@ -210,6 +210,7 @@ class JobSpec:
     transfer: TransferSpec
     previews: PreviewsSpec = field(default_factory=PreviewsSpec)
     base_dir: str = "."  # directory of the spec file; relative paths resolve against it
+    work_dir: str | None = None  # the driver's working directory when the spec file was read (not fingerprinted)
 
     # ----------------------------------------------------------------- derived
     def to_dict(self) -> dict[str, Any]:
@@ -218,6 +219,7 @@ class JobSpec:
         d["regions"] = {r.pop("name"): {k: v for k, v in r.items() if v is not None} for r in d["regions"]}
         d["methods"] = {m["label"]: {"method": m["method"], **m["params"]} for m in d["methods"]}
         d.pop("base_dir")
+        d.pop("work_dir")
         d["samples"] = {k: v for k, v in d["samples"].items() if v is not None}  # old specs read the same
         return d
 
@@ -240,6 +242,21 @@ class JobSpec:
                 r.pop("mask")
                 keep["regions"][name] = r
         return json_sha256(keep)
+
+    def generator_params(self) -> dict[str, Any]:
+        """``generator.params`` for building the generator on any node: a relative local
+        ``checkpoint`` made absolute -- beside the spec when it is there, else against the
+        directory the command ran in (``work_dir``, captured on the driver by :func:`load_spec`;
+        the current directory for a spec without it) -- so a worker started in another working
+        directory reads the same file.  The spec itself (``to_dict``, the fingerprint, the
+        stored spec) keeps the path as written."""
+        params = dict(self.generator.params)
+        ckpt = params.get("checkpoint")
+        if isinstance(ckpt, str) and ckpt and not _URL.match(ckpt) and not Path(ckpt).expanduser().is_absolute():
+            beside = self.resolve_path(ckpt)
+            params["checkpoint"] = str(beside) if beside.exists() else os.path.abspath(
+                os.path.join(self.work_dir or os.getcwd(), ckpt))
+        return params
 
     def resolve_path(self, p: str) -> Path:
         path = Path(p).expanduser()
@@ -362,7 +379,7 @@ def load_spec(path: str | Path) -> JobSpec:
     except SpecError as exc:
         raise SpecError(exc.field, str(exc)[len(exc.field) + 2 :] if exc.field else str(exc), source=str(path)) from None
     check_region_runtime(spec)
-    return spec
+    return dataclasses.replace(spec, work_dir=os.getcwd())
 
 
 def check_region_runtime(spec: JobSpec) -> None:

@@ -1,7 +1,6 @@
 """Helpers shared by the pipeline stages: generator construction, grid, devices."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,13 +28,7 @@ def make_generator(spec: JobSpec, device: str | torch.device = "cpu", *, allow_u
             f"generator.kind: the store's generator is user code (kind {spec.generator.kind!r}, factory "
             f"{factory!r}); reading a store never runs code. Expected --trust-code to rebuild it from the "
             "store's spec, or render with your own job spec")
-    params = dict(spec.generator.params)
-    ckpt = params.get("checkpoint")
-    if isinstance(ckpt, str) and "://" not in ckpt and not Path(ckpt).expanduser().is_absolute():
-        # Relative checkpoints: next to the job spec if there, else as given (working directory).
-        beside = spec.resolve_path(ckpt)
-        if beside.exists():
-            params["checkpoint"] = str(beside)
+    params = spec.generator_params()  # a relative checkpoint: beside the spec, else the driver's directory
     lat = spec.latent
     for key in ("space", "layers", "truncation"):
         val = getattr(lat, key)

@@ -45,10 +45,9 @@ def job_paths(spec: JobSpec) -> dict[str, str]:
     for r in spec.regions:
         if r.mask:
             out[f"regions.{r.name}.mask"] = str(spec.resolve_path(r.mask))
-    ckpt = spec.generator.params.get("checkpoint")
-    if isinstance(ckpt, str) and is_local_uri(ckpt):
-        p = spec.resolve_path(ckpt)
-        out["generator.params.checkpoint"] = str(p if p.exists() else os.path.abspath(ckpt))
+    ckpt = spec.generator_params().get("checkpoint")
+    if isinstance(ckpt, str) and ckpt and is_local_uri(ckpt):
+        out["generator.params.checkpoint"] = ckpt
     return out
 
 

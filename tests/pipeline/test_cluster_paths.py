@@ -2,6 +2,7 @@
 cannot see refused up front, RAY_ADDRESS honoured."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -192,3 +193,69 @@ def test_follow_logs_tails_instead_of_polling():
     finally:
         remote._client = orig
     assert out.getvalue() == "line 1\nline 2\n" and Tail.gets == 0
+
+
+def _tiny_dcgan(path: Path) -> None:
+    import torch
+
+    from lrgan_dist.generators import build_generator
+
+    G = build_generator("dcgan", {"nz": 8, "ngf": 4, "resolution": 16, "random_init": {"seed": 0}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"netG_state_dict": G.net.state_dict()}, path)
+
+
+def _dcgan_job(spec_dir: Path, checkpoint: str) -> Path:
+    gen = {"kind": "dcgan", "params": {"checkpoint": checkpoint, "nz": 8, "ngf": 4, "resolution": 16}}
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    return write_spec(spec_dir / "job.yaml", generator=gen, samples={"count": 2}, grid={"resolution": 16},
+                      regions={"eyes": {"box": [0.3, 0.2, 0.5, 0.8]}}, methods={"jacobian_svd": {}},
+                      compute={"actors": 1}, store={"uri": "s.zarr", "chunk_samples": 2},
+                      transfer={"sources": 2, "similarity_samples": 2, "realized_pairs": 0})
+
+
+def test_relative_checkpoint_resolved_for_execution_only(tmp_path, monkeypatch):
+    """A checkpoint relative to the directory the command runs in is absolute for the workers
+    (generator_params, job_paths); the spec, its stored form and its fingerprint keep it as written."""
+    _tiny_dcgan(tmp_path / "work" / "ckpt" / "g.pt")
+    job = _dcgan_job(tmp_path / "spec", "ckpt/g.pt")
+    monkeypatch.chdir(tmp_path / "work")
+    spec = load_spec(job)
+    monkeypatch.chdir(tmp_path)  # a worker's working directory is not the driver's
+    assert spec.generator_params()["checkpoint"] == str(tmp_path / "work" / "ckpt" / "g.pt")
+    assert job_paths(spec)["generator.params.checkpoint"] == str(tmp_path / "work" / "ckpt" / "g.pt")
+    assert spec.to_dict()["generator"]["params"]["checkpoint"] == "ckpt/g.pt"
+    from lrgan_dist.spec import parse_spec
+
+    as_written = parse_spec(spec.to_dict(), base_dir=spec.base_dir)
+    assert as_written.work_dir is None and spec.data_fingerprint() == as_written.data_fingerprint()
+    # beside the spec wins (what make_generator did before), an absolute path is left alone
+    _tiny_dcgan(tmp_path / "spec" / "ckpt" / "g.pt")
+    assert spec.generator_params()["checkpoint"] == str(tmp_path / "spec" / "ckpt" / "g.pt")
+    absolute = dataclasses.replace(spec, generator=dataclasses.replace(
+        spec.generator, params={**spec.generator.params, "checkpoint": "/data/g.pt"}))
+    assert absolute.generator_params()["checkpoint"] == "/data/g.pt"
+
+
+def test_relative_checkpoint_from_another_directory_on_a_running_head(tmp_path):
+    """The acceptance case: spec in one folder, checkpoint relative to the folder the user runs in,
+    actors on a local Ray head started elsewhere (their working directory is the head's)."""
+    from lrgan_dist.testing.ray_local import ray_head
+
+    work = tmp_path / "work"
+    _tiny_dcgan(work / "ckpt" / "g.pt")
+    job = _dcgan_job(tmp_path / "spec", "ckpt/g.pt")
+    with ray_head(num_cpus=2) as (gcs, _url):
+        env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONUNBUFFERED="1")
+        env.pop("RAY_ADDRESS", None)
+        proc = subprocess.run([sys.executable, "-m", "lrgan_dist", "submit", str(job), "--address", gcs, "--stages",
+                               "jacobians,factorize", "--no-progress", "--json"], cwd=work, capture_output=True,
+                              text=True, timeout=600, env=env, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    import json
+
+    assert json.loads(proc.stdout)["summary"]["samples"]["done"] == 2
+    import zarr
+
+    g = zarr.open_group(str(work / "s.zarr"), mode="r")  # the store keeps the spec as written
+    assert g.attrs["spec"]["generator"]["params"]["checkpoint"] == "ckpt/g.pt"
