@@ -5,10 +5,16 @@
     out_dir/index.html                          the page: markup, CSS, JS and the scores, all inline
     out_dir/frames/<region>/<label>/f_<s>_<k>_<a>.png   edited frame (sample s, direction k, strength a)
     out_dir/frames/<region>/<label>/d_<s>_<k>.png       |ΔG| overlay (viridis, alpha ~ magnitude)
+    out_dir/frames/<region>/<label>/population/...      the same for the population directions
+    out_dir/frames/<region>/<label>/consensus/...       the same for the consensus directions
     out_dir/frames/<region>/o_<sample>.png              region outline (transparent except the edge)
 
 The page needs no server, no network and no library: it works from ``file://``. A
 reader picks region, method, sample and direction and drags a strength slider; the
+method picker lists each method's per-sample directions (``lowrankgan``), then its
+population directions (``lowrankgan (population)``: the method on the mean Grams) and
+its consensus directions (``lowrankgan (consensus)``: shared by the per-sample
+subspaces), all rendered on the same samples at the same matched edit size; the
 frame is an ``<img>`` whose ``src`` is swapped, so the browser loads only the frames
 looked at (lazy by construction; nothing is inlined). Toggles overlay the region
 outline and the |ΔG| map; the direction's scores (first-order locality share, energies
@@ -20,8 +26,8 @@ see :mod:`lrgan_dist.pipeline.stages.previews`); the generator is never rebuilt 
 store's spec may name user code, issue 14).
 
 Cost model: one read of each previews group (S·K·A·H'·W'·3 bytes) and one PNG encode
-per frame: for the quickstart 9 groups × 4 samples × 3 directions × 5 strengths = 540
-frames of 64² (≈ 2–4 MB on disk, about 2 s on one core).
+per frame: for the quickstart 27 groups (9 per-sample, 9 population, 9 consensus) × 4
+samples × 3 directions × (5 strengths + |ΔG|) ≈ 1,950 PNGs of 64² (≈ 8 MB on disk).
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from lrgan_dist.analysis.loaders import open_store
-from lrgan_dist.analysis.sections import preview_groups
+from lrgan_dist.analysis.sections import PREVIEW_SOURCES, preview_groups
 from lrgan_dist.store.zarrstore import Store
 
 __all__ = ["write_explorer"]
@@ -83,7 +89,7 @@ def write_explorer(store: str | Path | Store, out_dir: str | Path) -> dict[str, 
     st = open_store(store)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    groups = preview_groups(st)
+    groups = preview_groups(st, PREVIEW_SOURCES)
     data: dict[str, Any] = {"regions": {}, "target": None}
     n_files = 0
     if "previews" in st.group:
@@ -96,7 +102,8 @@ def write_explorer(store: str | Path | Store, out_dir: str | Path) -> dict[str, 
             delta = np.asarray(g["delta"][...])
             dirs = np.asarray(g["directions"][...])
             S, K, A = frames.shape[:3]
-            base = out / "frames" / region / label
+            rel = "frames/" + str(g.path).split("/", 1)[1]  # frames/<region>/<label>[/population|/consensus]
+            base = out / rel
             for s in range(S):
                 for k in range(K):
                     if dirs[s, k] < 0:
@@ -108,10 +115,11 @@ def write_explorer(store: str | Path | Store, out_dir: str | Path) -> dict[str, 
             scores = {name: [[_num(v) for v in row] for row in np.asarray(g[name][...])]
                       for name in _SCORES if name in g}
             rdata["methods"][label] = {
-                "method": str(g.attrs.get("method", label)), "samples": samples,
+                "method": str(g.attrs.get("method", label)), "source": str(g.attrs.get("source", "sample")),
+                "samples": samples,
                 "directions": dirs.astype(int).tolist(),
                 "strengths": [float(v) for v in np.asarray(g["strengths"][...])],
-                "path": f"frames/{region}/{label}", "scores": scores,
+                "path": rel, "scores": scores,
             }
             for smp in samples:
                 if str(smp) not in rdata["outlines"]:
@@ -259,7 +267,10 @@ def _page(title: str, data: dict[str, Any]) -> str:
 <p class="note">Frames were rendered during the pipeline (previews stage) at <b>matched edit size</b>{tnote}: strength s
 moves the latent by s·α along the direction, α chosen so that every method changes the image by the same first-order
 amount; methods differ in <i>where</i> the change goes. Outline: the region's mask. |ΔG|: per-pixel change at the
-largest strength (viridis, bright = more).</p>
+largest strength (viridis, bright = more). Method entries: a method's own directions at each sample (signs aligned to
+its population directions, so s &gt; 0 moves every sample the same way), its <i>population</i> directions (the method on
+the Grams averaged over all samples) and its <i>consensus</i> directions (shared by the samples' subspaces); the last
+two are one direction set applied to every sample.</p>
 <div id="controls">
 <label>region <select id="region"></select></label>
 <label>method <select id="method"></select></label>

@@ -48,7 +48,9 @@ are normalized by ΣR and ΣB (README "Concepts").
 strength): the columns source … self_pair, carrying, inert as above plus ``strength``
 (float32, α), ``energy_in``/``energy_out`` (float32, masked MSE / α² averaged over the
 ± edits), ``energy_in_minus``/``energy_in_plus``/``energy_out_minus``/``energy_out_plus``
-(float32, each sign), ``locality`` (float32, realized, the share with the target's ΣR, ΣB)
+(float32, each sign: x − αv and x + αv with v's sign aligned to the population directions,
+issue 15; the transfer stage reads its sources through :func:`lrgan_dist.store.aligned.read_directions`),
+``locality`` (float32, realized, the share with the target's ΣR, ΣB)
 and ``linear_locality`` (float32, the linearized locality (share) of the same row).
 
 Locality is always the share (:func:`lrgan_dist.core.scores.locality_share`), computed

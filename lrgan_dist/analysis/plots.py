@@ -164,20 +164,23 @@ def heat_rgb(delta_u8: np.ndarray) -> np.ndarray:
 
 
 def plot_mosaic(tiles: list[list[np.ndarray]], row_labels: list[str], col_labels: list[str], title: str,
-                tile_inches: float = 0.85, xlabel: str = "", ylabel: str = "") -> Any:
+                tile_inches: float = 0.85, xlabel: str = "", ylabel: str = "", block: int = 0) -> Any:
     """One image built from equal-size uint8 RGB tiles (rows × cols), labelled on the axes.
 
-    One ``imshow`` for the whole grid: cost independent of the number of tiles."""
+    ``block`` > 0 leaves a wider white gap after every ``block`` columns (column groups, e.g.
+    one per direction). One ``imshow`` for the whole grid: cost independent of the number of tiles."""
     R, C = len(tiles), max(len(r) for r in tiles)
     h, w = tiles[0][0].shape[:2]
     gap = max(1, h // 16)
-    canvas = np.full((R * (h + gap) - gap, C * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    bgap = 4 * gap if block > 0 else 0
+    x0 = [j * (w + gap) + (j // block if block > 0 else 0) * bgap for j in range(C)]
+    canvas = np.full((R * (h + gap) - gap, x0[-1] + w, 3), 255, dtype=np.uint8)
     for i, row in enumerate(tiles):
         for j, t in enumerate(row):
-            canvas[i * (h + gap): i * (h + gap) + h, j * (w + gap): j * (w + gap) + w] = t
+            canvas[i * (h + gap): i * (h + gap) + h, x0[j]: x0[j] + w] = t
     fig, ax = plt.subplots(figsize=(1.6 + tile_inches * C, 0.8 + tile_inches * R))
     ax.imshow(canvas, interpolation="nearest")
-    ax.set_xticks([j * (w + gap) + w / 2 for j in range(C)], col_labels, fontsize=7)
+    ax.set_xticks([x + w / 2 for x in x0], col_labels, fontsize=7)
     ax.set_yticks([i * (h + gap) + h / 2 for i in range(R)], row_labels, fontsize=7)
     ax.tick_params(length=0)
     ax.xaxis.tick_top()

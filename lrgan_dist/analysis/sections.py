@@ -6,14 +6,17 @@ figures to a report document (anything with ``h(level, text)``, ``p(text)``,
 
 * :func:`add_gallery` — samples with every region outlined (``images``, ``regions/<r>/mask``);
 * :func:`add_edit_grids` — the stored previews (``previews/<r>/<label>``, rendered by the
-  previews stage at matched edit size): methods side by side on the same samples, with
-  |ΔG| maps; the report never rebuilds the generator (a store's spec may name user code);
+  previews stage at matched edit size): methods side by side on the same samples, the top
+  :data:`REPORT_DIRECTIONS` directions of each as column blocks, with |ΔG| maps; the report
+  never rebuilds the generator (a store's spec may name user code);
 * :func:`add_spectra` — spectra of M_R, M_B (eigenvalues of the stored Grams), of L_R and
   L_B (LowRankGAN's stored ``sv_R``/``sv_B``) and each method's stored spectrum, rank cut marked;
 * :func:`add_rank_histograms` — rank(L_R), rank(L_B) and the number of carrying directions;
 * :func:`add_rpca_convergence` — iterations, duality gap, unconverged counts per group;
 * :func:`add_method_similarity` — principal angles between methods' carrying subspaces per sample;
-* :func:`add_population` — population and consensus spectra and ranks.
+* :func:`add_population` — population and consensus spectra and ranks, then
+  :func:`add_population_edits`: edit grids of the population and consensus directions
+  (``previews/<r>/<label>/population``, ``.../consensus``) on the same samples.
 
 Cost model: every section reads at most ``MAX_SAMPLES`` samples per group (the first done
 ones, said in the captions): Grams ``MAX_SAMPLES·d²`` numbers per region and eigenvalues
@@ -36,7 +39,8 @@ from lrgan_dist.core.subspaces import CARRY_FRAC, orth_bases, source_energy, sub
 from lrgan_dist.store.zarrstore import DONE, Store
 
 __all__ = ["add_gallery", "add_edit_grids", "add_spectra", "add_rank_histograms", "add_rpca_convergence",
-           "add_method_similarity", "add_population", "preview_groups", "MAX_SAMPLES", "GALLERY"]
+           "add_method_similarity", "add_population", "add_population_edits", "preview_groups", "entry_name",
+           "PREVIEW_SOURCES", "REPORT_DIRECTIONS", "MAX_SAMPLES", "GALLERY"]
 
 #: samples read per group for spectra, histograms and angles (the first done ones)
 MAX_SAMPLES = 64
@@ -105,19 +109,73 @@ def add_gallery(st: Store, doc: Doc) -> None:
 # ----------------------------------------------------------------------------- edit grids (stored previews)
 
 
-def preview_groups(st: Store) -> dict[str, list[tuple[str, Any]]]:
-    """region → [(label, zarr group)] of complete previews, default labels first."""
+#: the previews' direction sets and how the report and the explorer name them (pipeline/stages/previews.py)
+PREVIEW_SOURCES = ("sample", "population", "consensus")
+#: top directions per method shown as rows of the report's edit grids (the explorer shows all)
+REPORT_DIRECTIONS = 3
+
+
+def entry_name(label: str, source: str) -> str:
+    """Display name of a previews group: the label, ``label (population)``, ``label (consensus)``."""
+    return label if source == "sample" else f"{label} ({source})"
+
+
+def preview_groups(st: Store, sources: tuple[str, ...] = ("sample",)) -> dict[str, list[tuple[str, Any]]]:
+    """region → [(entry name, zarr group)] of complete previews of the given direction sets
+    (``sample``: ``previews/<r>/<label>``; ``population``/``consensus``: its subgroups), in
+    the order of ``sources``, default labels first within each."""
     out: dict[str, list[tuple[str, Any]]] = {}
     if "previews" not in st.group:
         return out
     for region, rg in sorted(st.group["previews"].groups()):
-        for label, g in sorted(rg.groups(), key=lambda kv: ("@" in kv[0], kv[0])):
-            if g.attrs.get("complete"):
-                out.setdefault(region, []).append((label, g))
+        labs = sorted(rg.groups(), key=lambda kv: ("@" in kv[0], kv[0]))
+        for src in sources:
+            for label, g in labs:
+                sub = g if src == "sample" else (g[src] if src in g else None)
+                if sub is not None and sub.attrs.get("complete"):
+                    out.setdefault(region, []).append((entry_name(label, src), sub))
     return out
 
 
-def add_edit_grids(st: Store, doc: Doc, direction: int = 0) -> None:
+def _edit_mosaic(st: Store, region: str, labs: list[tuple[str, Any]], title: str,
+                 directions: int = REPORT_DIRECTIONS) -> tuple[Any, int, int]:
+    """One mosaic of stored previews: rows (sample, entry), column blocks direction k ≤ ``directions``
+    × (strengths, |ΔG|). Returns (figure, directions shown, blank tiles: direction not defined)."""
+    first = labs[0][1]
+    samples = np.asarray(first["samples"][...])
+    strengths = np.asarray(first["strengths"][...], dtype=float)
+    hw = tuple(first["frames"].shape[3:5])
+    K = min(directions, max(g["frames"].shape[1] for _, g in labs))
+    tiles, rows = [], []
+    blank = np.full((*hw, 3), 255, dtype=np.uint8)
+    missing = 0
+    for si, smp in enumerate(samples):
+        edge = outline(_mask(st, region, int(smp)), hw)  # type: ignore[arg-type]
+        for label, g in labs:
+            fr = np.asarray(g["frames"][si, :K])  # [K, A, H', W', 3]
+            dl = np.asarray(g["delta"][si, :K])
+            ok = np.asarray(g["directions"][si, :K]) >= 0
+            loc = np.asarray(g["locality"][si, :K], dtype=float)
+            row: list[np.ndarray] = []
+            for k in range(K):
+                if k >= fr.shape[0] or not ok[k]:
+                    missing += 1
+                    row += [blank] * (len(strengths) + 1)
+                    continue
+                row += [paint_outline(f, edge) if s == 0 else f for f, s in zip(fr[k], strengths)]
+                row.append(paint_outline(heat_rgb(dl[k]), edge))
+            tiles.append(row)
+            locs = " ".join(f"{v:.2f}" if np.isfinite(v) else "–" for v in loc[:K])
+            rows.append(f"#{int(smp)} {label}\nloc {locs}")
+    sl = [f"{s:+g}" if s else "0" for s in strengths]
+    cols = [c for k in range(K) for c in (*(f"k={k}: {x}" if j == 0 else x for j, x in enumerate(sl)), f"k={k}: |ΔG|")]
+    fig = plot_mosaic(tiles, rows, cols, title, tile_inches=0.64, block=len(strengths) + 1,
+                      xlabel="direction k (0 = best): edit strength s (multiples of the matched size) · |ΔG| map",
+                      ylabel="sample, method")
+    return fig, K, missing
+
+
+def add_edit_grids(st: Store, doc: Doc, directions: int = REPORT_DIRECTIONS) -> None:
     groups = preview_groups(st)
     doc.h(2, "Edits at matched strength (methods side by side)")
     if not groups:
@@ -129,43 +187,20 @@ def add_edit_grids(st: Store, doc: Doc, direction: int = 0) -> None:
           "(sample, direction) so that the first-order change of the whole image, ‖J v‖·α, equals one target for "
           f"every method (target = {root.get('config', {}).get('size', 1)} × the median change of a random unit "
           f"latent step = {float(root.get('target', float('nan'))):.3g} on the analysis grid). Equal totals: the "
-          "methods differ only in where the change goes. The |ΔG| column is the per-pixel change magnitude at the "
-          "largest strength (viridis, scaled to each tile's maximum). Explore every direction with "
-          "'lrgan-dist explore'.")
+          "methods differ only in where the change goes. Each direction k is one block of columns (strengths, then "
+          "the |ΔG| map: per-pixel change magnitude at the largest strength, viridis, scaled to each tile's "
+          "maximum). Signs are aligned across samples (each per-sample direction has a non-negative inner product "
+          "with the population direction of the same method it is closest to), so s > 0 moves every sample the same "
+          "way. Explore every direction with 'lrgan-dist explore'.")
     for ri, (region, labs) in enumerate(groups.items()):
-        first = labs[0][1]
-        samples = np.asarray(first["samples"][...])
-        strengths = np.asarray(first["strengths"][...], dtype=float)
-        tiles, rows = [], []
-        missing = 0
-        hw = tuple(first["frames"].shape[3:5])
-        for si, smp in enumerate(samples):
-            edge = outline(_mask(st, region, int(smp)), hw)  # type: ignore[arg-type]
-            for label, g in labs:
-                if direction >= g["frames"].shape[1]:
-                    continue
-                fr = np.asarray(g["frames"][si, direction])  # [A, H', W', 3]
-                dl = np.asarray(g["delta"][si, direction])
-                ok = int(g["directions"][si, direction]) >= 0
-                if not ok:
-                    missing += 1
-                    blank = np.full_like(fr[0], 255)
-                    tiles.append([blank] * (len(strengths) + 1))
-                else:
-                    row = [paint_outline(f, edge) if s == 0 else f for f, s in zip(fr, strengths)]
-                    tiles.append([*row, paint_outline(heat_rgb(dl), edge)])
-                loc = float(g["locality"][si, direction])
-                rows.append(f"#{int(smp)} {label}" + (f"\nloc {loc:.2f}" if ok else "\n(none)"))
-        if not tiles:
-            continue
-        fig = plot_mosaic(tiles, rows, [f"s={s:+g}" for s in strengths] + ["|ΔG|"],
-                          f"{region}: direction {direction} of each method, matched edit size",
-                          xlabel="edit strength (multiples of the matched size) · |ΔG| map", ylabel="sample, method")
-        note = f"; {missing} blank rows: the method has no direction {direction} at that sample" if missing else ""
+        fig, K, missing = _edit_mosaic(st, region, labs, f"{region}: top directions of each method, matched edit size",
+                                       directions)
+        note = f"; {missing} blank blocks: the method has fewer directions at that sample" if missing else ""
         doc.figure(f"edits_{ri}", fig_to_png(fig),
-                   f"{region}: each row is one sample edited along its own direction {direction} (0 = best) of one "
-                   f"method; columns are strengths, region outlined in magenta at s = 0 and on the |ΔG| map; 'loc' is "
-                   f"the first-order locality vᵀM_R v/(vᵀM_R v + vᵀM_B v){note}.")
+                   f"{region}: each row is one sample edited along its own top {K} directions (blocks k = 0…{K - 1}, "
+                   "0 = best) of one method; within a block, columns are strengths s (multiples of the matched edit "
+                   "size) and the |ΔG| map; the region is outlined in magenta at s = 0 and on |ΔG|; 'loc' lists the "
+                   f"first-order locality (share of ‖J v‖² inside the region, 0–1) of k = 0…{K - 1}{note}.")
 
 
 # ----------------------------------------------------------------------------- spectra and ranks
@@ -367,3 +402,51 @@ def add_population(st: Store, doc: Doc) -> None:
         doc.figure(f"population_{i}", fig_to_png(fig),
                    f"{region}: left, each method's spectrum on the mean Grams; right, consensus eigenvalues "
                    "(1 = shared by every sample). Log scale: zero eigenvalues are not drawn.")
+    add_population_edits(st, doc)
+
+
+_SHARED_CAPTION = {
+    "population": ("population directions (each method on the Grams averaged over all done samples; directions "
+                   "beyond the population rank are blank)"),
+    "consensus": ("consensus directions (top eigenvectors of the mean projector onto the per-sample carrying "
+                  "subspaces, signs aligned to the population directions; directions with an eigenvalue below 0.001 "
+                  "are blank)"),
+}
+
+
+def _consensus_shares(st: Store, labs: list[tuple[str, Any]], K: int) -> str:
+    """' Eigenvalues (share of samples containing the direction, 1 = all) of k = 0…K−1: label a, b, c; …'."""
+    parts = []
+    for name, g in labs:
+        path = str(g.attrs.get("directions_path", ""))
+        if f"{path}/spectrum" in st.group:
+            sp = np.asarray(st.group[f"{path}/spectrum"][:K], dtype=float)
+            parts.append(f"{name} " + ", ".join(f"{v:.2f}" for v in sp))
+    return (f" Consensus eigenvalues (share of samples whose carrying subspace contains the direction, 1 = all) of "
+            f"k = 0…{K - 1}: " + "; ".join(parts) + ".") if parts else ""
+
+
+def add_population_edits(st: Store, doc: Doc, directions: int = REPORT_DIRECTIONS) -> None:
+    """Edit grids of the population and consensus directions (stored previews), same samples and
+    matched edit size as the per-sample grids: one direction set applied to every sample."""
+    n = 0
+    for source in ("population", "consensus"):
+        for i, (region, labs) in enumerate(preview_groups(st, (source,)).items()):
+            if n == 0:
+                doc.h(3, "Population and consensus directions applied to the same samples")
+                doc.p("One direction set per (region, method), the same for every sample, rendered by the previews "
+                      "stage on the faces of the per-sample edit grids at the same matched edit size (strength s = a "
+                      "latent step s·α with ‖J v‖·α equal for every direction and sample). A direction that "
+                      "generalizes changes the same part of every face; 'loc' is its first-order locality at each "
+                      "sample (share of ‖J v‖² inside the region, 0–1).")
+            labs = [(name.split(" (")[0], g) for name, g in labs]  # the figure title names the source
+            fig, K, missing = _edit_mosaic(st, region, labs, f"{region}: {source} directions of each method, matched "
+                                           "edit size", directions)
+            note = f"; {missing} blank blocks (direction not defined)" if missing else ""
+            extra = _consensus_shares(st, labs, K) if source == "consensus" else ""
+            doc.figure(f"{source}_edits_{i}", fig_to_png(fig),
+                       f"{region}: each row is one sample edited along the top {K} {_SHARED_CAPTION[source]} of one "
+                       f"method; blocks k = 0…{K - 1}, within a block the strengths s (multiples of the matched edit "
+                       "size) and the |ΔG| map (per-pixel change at the largest strength, viridis, scaled per tile); "
+                       f"region outlined in magenta{note}.{extra}")
+            n += 1

@@ -14,7 +14,9 @@ writes, for one region and one method (result group) of a store::
                                           (row i = sample i; NaN rows for samples not done)
       <region>/<label>/sample_<i:06d>.npy f32 [k_i, d] directions of sample i: the rank_i
                                           defined rows of directions/<region>/<label>/vectors
-                                          (unit norm, best first, NaN padding dropped)
+                                          (unit norm, best first, NaN padding dropped), signs
+                                          aligned to the population directions (issue 15,
+                                          lrgan_dist.store.aligned; manifest "signs")
 
 Only samples whose Jacobians and directions are done and whose rank is ≥ 1 are written.
 Every file is written under a temporary name and renamed, and ``manifest.json`` last, so
@@ -32,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lrgan_dist.spec import SpecError
+from lrgan_dist.store.aligned import read_directions, sign_path
 from lrgan_dist.store.zarrstore import DONE, Store
 
 __all__ = ["export_reference", "FORMATS"]
@@ -83,22 +86,22 @@ def export_reference(store: str | Store, region: str, method: str, out: str | os
     latents[status != DONE] = np.nan
     _save(out_dir / "latents.npy", latents)
     entries = []
-    vec = g["vectors"]
-    for i in want.tolist():
-        if status[i] != DONE or dstatus[i] != DONE or ranks[i] < 1:
-            continue
-        v = np.asarray(vec[i], dtype=np.float32)
-        v = v[: int(ranks[i])]
-        v = v[np.isfinite(v).all(axis=1)]
-        if not len(v):
-            continue
-        name = f"sample_{i:06d}.npy"
-        _save(sub / name, v)
-        entries.append({"sample": int(i), "file": f"{region}/{method}/{name}", "k": int(v.shape[0])})
+    path = groups[(region, method)]
+    ok = want[(status[want] == DONE) & (dstatus[want] == DONE) & (ranks[want] >= 1)]
+    block = max(1, st.layout.chunk)
+    for b0 in range(0, ok.size, block):
+        rows = ok[b0:b0 + block]
+        V = read_directions(st, path, rows)  # [rows, d, d], signs aligned
+        for i, v in zip(rows.tolist(), V):
+            entries.append(_export_one(sub, region, method, i, np.asarray(v, dtype=np.float32)[: int(ranks[i])]))
+    entries = [e for e in entries if e is not None]
     spec = st.spec
     manifest = {
         "format": "reference",
         "layout": "one float32 [k, d] .npy of unit directions per sample (best first); latents.npy [N, d]",
+        "signs": ("aligned: each direction has a non-negative inner product with its closest population (or, "
+                  "without population directions, consensus) direction (population/<region>/<label>/sign)"
+                  if sign_path(st, path) else "as computed (no population signs)"),
         "store": str(st.uri),
         "fingerprint": st.fingerprint,
         "lrgan_dist_version": _version(),
@@ -114,6 +117,16 @@ def export_reference(store: str | Store, region: str, method: str, out: str | os
     tmp.write_text(json.dumps(manifest, indent=2, default=str))
     os.replace(tmp, manifest_path)
     return {k: v for k, v in manifest.items() if k != "spec"} | {"out": str(out_dir), "exported": len(entries)}
+
+
+def _export_one(sub: Path, region: str, method: str, i: int, v: np.ndarray) -> dict[str, Any] | None:
+    """Save sample i's defined rows; its manifest entry, or None when none is defined."""
+    v = v[np.isfinite(v).all(axis=1)]
+    if not len(v):
+        return None
+    name = f"sample_{i:06d}.npy"
+    _save(sub / name, v)
+    return {"sample": int(i), "file": f"{region}/{method}/{name}", "k": int(v.shape[0])}
 
 
 def _version() -> str:

@@ -27,6 +27,19 @@ a sample's region" calls this one (issue 12: one definition of each rule).
   sqrt((r_a + r_b)/2 − Σcos²θ)``, similarity ``Σcos²θ / max(r_a, r_b)``.
 * Ground-truth agreement: sine of the angle between v and span(Q) ``‖v − QQᵀv‖``;
   coverage of span(Q) by span(V) ``‖Qᵀ orth(V)‖_F² / dim Q``.
+* **Sign alignment** (:func:`align_signs`, issue 15): a direction v and −v span the same
+  line, so each sample's directions come with an arbitrary sign (an eigenvector's). Each
+  per-sample direction is matched to the population direction of the same (region, method)
+  with the smallest angle, ``j* = argmax_j |u_jᵀ v|`` (unit u_j, the population's defined
+  rows), and gets the sign ``s = sign(u_{j*}ᵀ v)``, so that ``s·v`` has a non-negative inner
+  product with its match and edit grids of different samples move the same way. Where the
+  population has no direction (e.g. LowRankGAN on the mean Grams of a box that moving faces
+  leave: an empty null space), the reference is the consensus directions of the same
+  (region, method) whose mean-projector eigenvalue exceeds :data:`CONSENSUS_MIN`. When
+  ``|u_{j*}ᵀ v| ≤ ALIGN_TOL·‖v‖`` (v orthogonal to every population direction, or no
+  population direction), ``s`` makes the largest-magnitude coordinate of v positive (the
+  ``svd_flip`` convention). Both choices depend on v only through ±v, so flipping a stored
+  direction leaves ``s·v`` unchanged. :func:`apply_signs` multiplies (0 = no sign: kept).
 """
 from __future__ import annotations
 
@@ -35,7 +48,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["INERT_FRAC", "ORTH_TOL", "CARRY_FRAC", "region_energy", "random_energy", "carrying", "source_energy",
-           "orth", "orth_bases", "subspace_sines", "subspace_coverage", "subspace_similarity"]
+           "orth", "orth_bases", "subspace_sines", "subspace_coverage", "subspace_similarity", "ALIGN_TOL", "CONSENSUS_MIN",
+           "align_signs", "apply_signs"]
 
 #: a direction is inert at a sample below this fraction of a random unit direction's energy
 INERT_FRAC = 1e-5
@@ -43,6 +57,10 @@ INERT_FRAC = 1e-5
 ORTH_TOL = 1e-6
 #: default carrying fraction of the sample's strongest direction
 CARRY_FRAC = 0.01
+#: sign alignment: a match |u_{j*}ᵀ v| at or below ALIGN_TOL·‖v‖ falls back to the largest-coordinate convention
+ALIGN_TOL = 1e-6
+#: a consensus direction counts (previews render it; sign reference) when its mean-projector eigenvalue exceeds this
+CONSENSUS_MIN = 1e-3
 
 
 def _f64(a: Any) -> np.ndarray:
@@ -193,3 +211,38 @@ def subspace_similarity(Qa: np.ndarray, ra: np.ndarray, Qb: np.ndarray | None = 
     min_ang = np.degrees(np.arccos(np.clip(cos_max, 0.0, 1.0)))
     return {"similarity": sim, "projection_distance": pdist,
             "max_angle": np.where(empty, np.nan, max_ang), "min_angle": np.where(empty, np.nan, min_ang)}
+
+
+def align_signs(V: np.ndarray, U: np.ndarray, tol: float = ALIGN_TOL) -> np.ndarray:
+    """Signs s ∈ {−1, +1} (int8 [..., k]) aligning directions V [..., k, d] with population directions U [p, d].
+
+    The rule of the module docstring: ``s = sign(u_{j*}ᵀ v)`` with ``j* = argmax_j |u_jᵀ v|``
+    over the finite, non-zero rows of U (scaled to unit length); the sign of v's largest
+    coordinate when ``|u_{j*}ᵀ v| ≤ tol·‖v‖``. Undefined rows of V (NaN or zero) get 0.
+    Cost O(k·p·d) per sample.
+    """
+    V, U = _f64(V), _f64(U)
+    if U.ndim != 2 or U.shape[-1] != V.shape[-1]:
+        raise ValueError(f"U: expected shape [*, {V.shape[-1]}], received {list(U.shape)}")
+    norm = np.linalg.norm(np.nan_to_num(V), axis=-1)
+    ok = np.isfinite(V).all(axis=-1) & (norm > 0)
+    Vz = np.where(ok[..., None], np.nan_to_num(V), 0.0)
+    un = np.linalg.norm(np.nan_to_num(U), axis=-1)
+    Uu = U[np.isfinite(U).all(axis=-1) & (un > 0)]
+    Uu = Uu / np.linalg.norm(Uu, axis=-1, keepdims=True)
+    top = np.take_along_axis(Vz, np.abs(Vz).argmax(axis=-1)[..., None], axis=-1)[..., 0]
+    s = np.where(top < 0, -1, 1)  # fallback: the largest coordinate positive
+    if Uu.shape[0]:
+        ip = Vz @ Uu.T  # [..., k, p]
+        best = np.take_along_axis(ip, np.abs(ip).argmax(axis=-1)[..., None], axis=-1)[..., 0]
+        s = np.where(np.abs(best) > tol * norm, np.where(best < 0, -1, 1), s)
+    return np.where(ok, s, 0).astype(np.int8)
+
+
+def apply_signs(V: np.ndarray, signs: np.ndarray | None) -> np.ndarray:
+    """``s·v`` for V [..., k, d] and signs [..., k] (0 or None: the row as stored); keeps V's dtype."""
+    V = np.asarray(V)
+    if signs is None:
+        return V
+    s = np.asarray(signs)
+    return V * np.where(s < 0, -1, 1).astype(V.dtype)[..., None]

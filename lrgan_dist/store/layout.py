@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -253,6 +253,12 @@ _POPULATION_TABLE: tuple[ArraySpec, ...] = (
     ArraySpec("consensus_spectrum", "population/{region}/{label}/consensus/spectrum", ("mc",), ("mc",), "f4", 0.0,
               ("consensus_component",), "eigenvalues of the mean projector (1: a direction every sample contains)",
               "population", units="1"),
+    # issue 15: sign of each per-sample direction that aligns it with its population match
+    # (lrgan_dist.core.subspaces.align_signs); applied by lrgan_dist.store.aligned.read_directions
+    ArraySpec("population_sign", "population/{region}/{label}/sign", ("n", "d"), ("chunk", "d"), "i1", 0,
+              ("sample", "direction"), "sign s of each per-sample direction: s*v has a non-negative inner product "
+              "with the population direction of smallest angle (0: direction not defined)", "population",
+              flags=((-1, "flipped"), (0, "undefined"), (1, "kept")), per_sample=True),
 )
 _ENERGY = "per-pixel energy v^T M v / area"
 _TRANSFER_TABLE: tuple[ArraySpec, ...] = (
@@ -330,6 +336,12 @@ _PREVIEWS_TABLE: tuple[ArraySpec, ...] = (
               (*_PSK, "preview_row", "preview_col"),
               "per-pixel |G(x + a v) - G(x)| at the largest strength, 255 = delta_scale", "previews"),
 )
+#: the same arrays for the population and the consensus directions of each (region, label),
+#: rendered on the same samples (previews/<region>/<label>/population/..., .../consensus/...)
+_PREVIEWS_TABLE += tuple(replace(r, kind=r.kind.replace("previews_", f"previews_{src}_"),
+                                 path=r.path.replace(_PV, f"{_PV}{src}/"),
+                                 description=f"{src} directions: {r.description}")
+                         for src in ("population", "consensus") for r in _PREVIEWS_TABLE)
 
 #: kind → spec, every array of the layout.
 TABLE: dict[str, ArraySpec] = {s.kind: s for s in (*_SAMPLE_TABLE, *_DIRECTIONS_TABLE, *_POPULATION_TABLE,

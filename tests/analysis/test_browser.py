@@ -33,7 +33,8 @@ def built(tmp_path_factory):
                      transfer={"sources": 2, "realized_pairs": 8, "similarity_samples": 4},
                      previews={"samples": 2, "directions": 2, "strengths": [-1, 0, 1]})
     rep = cli_json("submit", str(job), "--json", "--no-progress", "--report", str(tmp / "report"), timeout=900)
-    assert rep["stages"]["previews"]["units"] == 4, rep["stages"]["previews"]
+    # 2 regions × 2 methods × (per-sample, population, consensus directions)
+    assert rep["stages"]["previews"]["units"] == 12, rep["stages"]["previews"]
     store = tmp / "store.zarr"
     exp = cli_json("explore", str(store), "--out", str(tmp / "explorer"), "--json")
     assert exp["frames"] > 0
@@ -104,6 +105,16 @@ def test_report_in_browser(built, driver):
     driver.save_screenshot(str(SHOTS / "lrgan-browser-report-summary.png"))
     driver.execute_script("document.querySelector('img[alt^=\"eyes: each row\"]')?.scrollIntoView()")
     driver.save_screenshot(str(SHOTS / "lrgan-browser-report-edits.png"))
+    # the edit grids of the per-sample, population and consensus directions render, with captions
+    widths = driver.execute_script(
+        "return Array.from(document.querySelectorAll('figure img')).map(i => [i.alt, i.naturalWidth, i.naturalHeight]);")
+    for what in ("its own top 2 directions", "the top 2 population directions", "the top 2 consensus directions"):
+        hit = [w for w in widths if what in w[0]]
+        assert len(hit) == 2 and all(w[1] > 0 and w[2] > 0 for w in hit), (what, [w[0][:60] for w in widths])
+    assert driver.execute_script("return Array.from(document.querySelectorAll('h3')).some("
+                                 "h => h.textContent.startsWith('Population and consensus directions applied'))")
+    driver.execute_script("document.querySelector('img[alt*=\"population directions\"]').scrollIntoView()")
+    driver.save_screenshot(str(SHOTS / "lrgan-browser-report-population.png"))
     assert _errors(driver) == []
 
 
@@ -134,6 +145,20 @@ def test_explorer_in_browser(built, driver):
     assert frame.get_attribute("src") != src2
     cells = driver.execute_script("return Array.from(document.querySelectorAll('#scores-body td')).map(t => t.textContent)")
     assert len(cells) == 6 and any(re.match(r"^-?\d", c) for c in cells), cells
+    # the population and consensus entries of the method picker load their own frames
+    method = Select(driver.find_element("id", "method"))
+    names = [o.text for o in method.options]
+    for src in ("population", "consensus"):
+        entries = [n for n in names if n.endswith(f"({src})")]
+        assert len(entries) == 2, names
+        method.select_by_visible_text(entries[0])
+        assert _wait(lambda: f"/{src}/f_" in (frame.get_attribute("src") or ""))
+        assert _wait(lambda: driver.execute_script("const f = document.getElementById('frame');"
+                                                   "return f.complete && f.naturalWidth > 0;"))
+        shown = driver.execute_script("return Array.from(document.querySelectorAll('#scores-body td')).map(t => t.textContent)")
+        assert any(re.match(r"^-?\d", c) for c in shown), shown
+    driver.save_screenshot(str(SHOTS / "lrgan-browser-explorer-consensus.png"))
+    method.select_by_index(0)
     driver.find_element("id", "show-delta").click()
     assert driver.execute_script("return getComputedStyle(document.getElementById('delta')).display") == "block"
     assert _wait(lambda: not _broken_images(driver)), _broken_images(driver)
@@ -212,3 +237,5 @@ def test_report_never_rebuilds_the_generator(built, tmp_path):
     assert cli("explore", str(copy), "--out", str(tmp_path / "e")).returncode == 0
     assert not marker.exists()
     assert (tmp_path / "r" / "figures" / "edits_0.png").is_file()
+    assert (tmp_path / "r" / "figures" / "population_edits_0.png").is_file()
+    assert (tmp_path / "e" / "frames" / "eyes" / "jacobian_svd" / "consensus" / "f_0_0_0.png").is_file()

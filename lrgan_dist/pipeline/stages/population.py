@@ -17,18 +17,26 @@
    The projector sum rides the same tree reduction as the Grams: each leaf returns
    ``Σ_i Q_iᵀ Q_i`` [d, d] and the count of samples with a non-empty subspace for every
    (region, result group), so the driver only eigendecomposes d×d sums.
+4. **Sign alignment** (issue 15): per-sample directions have an arbitrary sign; one Ray
+   task per chunk applies :func:`lrgan_dist.core.subspaces.align_signs` (each direction's
+   sign against the population direction of smallest angle, same region and method; the
+   consensus directions where the population has none: the array's ``reference`` attribute) and
+   writes that chunk of ``population/<region>/<label>/sign`` int8 [n, d] (one writer per
+   chunk; 0 where the sample or direction is not defined). Directions are never
+   rewritten; readers apply the signs through :func:`lrgan_dist.store.aligned.read_directions`.
 
 Store: ``population/<region>/<label>/{vectors [d, d], spectrum [d], rank [], gram_in,
-gram_out [d, d] (f64), count}`` and ``population/<region>/<label>/consensus/{vectors,
+gram_out [d, d] (f64), count, sign [n, d]}`` and ``population/<region>/<label>/consensus/{vectors,
 spectrum}``; population-only methods under ``population/_latent/<label>``. Written by
-the driver only (one writer), attrs carry the method parameters and their hash; the
+the driver only (one writer; ``sign`` chunk by chunk by its tasks), attrs carry the method parameters and their hash; the
 root's ``inputs`` attribute (a digest of the statuses and method parameters it was
 computed from) is written last, and an unchanged digest skips the stage.
 
 Cost model: reading every Gram and direction once (2R·N·d² + G·N·d² numbers) in U leaf
 tasks (one per chunk, each holding one chunk) plus U − 1 combine tasks holding two
 partial sums ((2R + G)·d² float64 each); per sample one batched SVD for the consensus
-basis. The driver holds O((R + G)·d²) — flat in N — plus the status vectors [N]; its
+basis; the sign tasks read every direction once more (G·N·d² numbers, O(G·N·d²·p) flops
+for p population directions) and write G·N·d bytes. The driver holds O((R + G)·d²) — flat in N — plus the status vectors [N]; its
 factorizations are single d×d problems.
 
 Stage interface: ``plan(ctx)`` → chunks with done samples and the consensus groups,
@@ -45,7 +53,7 @@ import numpy as np
 import torch
 
 from lrgan_dist.core.methods import get_method
-from lrgan_dist.core.subspaces import carrying, orth_bases
+from lrgan_dist.core.subspaces import CONSENSUS_MIN, align_signs, carrying, orth_bases
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, progress
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, Store, create_array
@@ -53,7 +61,7 @@ from lrgan_dist.store.zarrstore import DONE, Store, create_array
 NAME = "population"
 CARRY_FRAC = 0.01
 
-__all__ = ["chunk_sums", "combine", "tree_reduce", "projector_sum", "consensus_from_sum", "plan", "run",
+__all__ = ["chunk_sums", "combine", "tree_reduce", "projector_sum", "consensus_from_sum", "sign_chunk", "plan", "run",
            "run_population"]
 
 ConsensusGroup = tuple[str, str, str]  # (key "<region>/<label>", region, directions group path)
@@ -110,6 +118,23 @@ def chunk_sums(store_uri: str, unit: tuple[int, int], regions: list[str], consen
         out[f"consensus/{key}/used"] = used
         out[f"consensus/{key}/done"] = int(sel.sum())
     return out
+
+
+def sign_chunk(store_uri: str, unit: tuple[int, int], groups: list[tuple[str, str, np.ndarray]]) -> int:
+    """Write one chunk ``[a, b)`` of every ``sign`` array: for each (directions path, sign
+    path, population directions U [p, d]), :func:`align_signs` of the done samples'
+    directions (as stored) against U, 0 elsewhere. Returns the samples signed."""
+    store = Store.open(store_uri, mode="a")
+    a, b = unit
+    ok = store.status()[a:b] == DONE
+    n = 0
+    for path, spath, U in groups:
+        sel = ok & (store.read(f"{path}/status", a, b) == DONE)
+        s = align_signs(store.read(f"{path}/vectors", a, b), U)
+        s[~sel] = 0
+        store.group[spath][a:b] = s
+        n += int(sel.sum())
+    return n
 
 
 def combine(x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +208,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     expected = [store.find_result_group("population", r, m.label, get_method(m.method, **m.params).param_hash())
                 for m in spec.methods for r in regions
                 if not getattr(get_method(m.method, **m.params), "population_only", False)]
-    if dict(root.attrs).get("inputs") == digest and all(k and f"{k}/vectors" in store.group for k in expected):
+    signed = [store.find_result_group("population", r, key.split("/", 1)[1],
+                                      str(store.group[path].attrs.get("param_hash", ""))) for key, r, path in consensus]
+    if (dict(root.attrs).get("inputs") == digest and all(k and f"{k}/vectors" in store.group for k in expected)
+            and all(k and f"{k}/sign" in store.group for k in signed)):
         return {"samples": int(root.attrs.get("samples", 0)), "skipped": True, "groups": [],
                 "seconds": round(time.perf_counter() - t0, 3)}
     if "inputs" in root.attrs:
@@ -203,6 +231,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     # (precision-aware tolerances, e.g. lowrankgan drop_tol="auto")
     prec = torch.float64 if L.gram_dtype == "float64" else torch.float32
     out: dict[str, Any] = {"samples": int(n), "groups": []}
+    sign_groups: list[tuple[str, str, np.ndarray]] = []
     for r in regions:
         n_r = int(total.get(f"{r}/count", n))  # < n for a landmark region with faces not found
         if n_r == 0:
@@ -231,7 +260,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 c.attrs.update({"samples": int(used), "carry_frac": CARRY_FRAC, "directions_path": by_key[key]})
                 _write(c, "vectors", cv.astype(np.float32), ("direction", "latent"))
                 _write(c, "spectrum", cs.astype(np.float32), ("component",))
+                # sign reference: the population directions, else the consensus ones (core.subspaces, issue 15)
+                rk = int(res.rank[0])
+                ref, U = (("population", res.vectors[0, :rk].double().numpy()) if rk else
+                          ("consensus", cv[np.nan_to_num(cs) > CONSENSUS_MIN]))
+                create_array(g, "sign", (L.n, L.d)).attrs["reference"] = ref
+                sign_groups.append((by_key[key], f"{g.path}/sign", U))
             out["groups"].append({"region": r, "method": m.label, "rank": int(res.rank[0])})
+    if sign_groups:  # issue 15: per-sample signs against the population directions, one task per chunk
+        task = ray.remote(sign_chunk).options(num_cpus=cpus, max_retries=retries)
+        out["signed"] = int(sum(ray.get([task.remote(store.uri, u, sign_groups) for u in units])))
     # population-only methods
     for m in spec.methods:
         method = get_method(m.method, **m.params)

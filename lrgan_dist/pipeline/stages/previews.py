@@ -8,7 +8,17 @@ For every per-sample result group ``directions/<region>/<label>``, the same
 ``previews.samples`` samples (spread evenly over the samples done in every group, so
 methods are compared on the same faces) and their top ``previews.directions``
 directions v_k, this stage renders ``G(x + s·α_k·v_k)`` for every strength multiple
-``s`` in ``previews.strengths`` (0 = the unedited sample).
+``s`` in ``previews.strengths`` (0 = the unedited sample). Per-sample directions are read
+with their signs aligned to the population directions (:mod:`lrgan_dist.store.aligned`,
+issue 15), so a positive strength moves every sample the same way.
+
+The same samples are also edited along the **population directions** of each (region,
+method) (``population/<region>/<label>/vectors``, the method on the mean Grams; rows
+beyond the population rank are not defined) and along its **consensus directions**
+(``.../consensus/vectors``, eigenvectors of the mean carrying projector, defined where the
+eigenvalue exceeds :data:`lrgan_dist.core.subspaces.CONSENSUS_MIN`; signs aligned to the
+population directions by the same rule). These are one direction set for every sample, rendered and scored exactly
+like the per-sample ones (same matched-α rule, :func:`matched_step`).
 
 **Matched edit size.** The step α_k is chosen per (sample, direction) so that the
 first-order image change on the analysis grid is the same for every method::
@@ -40,16 +50,20 @@ Store layout (rows of :mod:`lrgan_dist.store.layout`, S samples, K directions, A
     previews/<region>/<label>/{jnorm, energy_in, energy_out, locality, delta_share, delta_scale}  f4 [S, K]
     previews/<region>/<label>/frames       u1 [S, K, A, H', W', 3]
     previews/<region>/<label>/delta        u1 [S, K, H', W']
+    previews/<region>/<label>/population/...   the same arrays for the population directions
+    previews/<region>/<label>/consensus/...    the same arrays for the consensus directions
 
-Group attributes: region, label, method, param_hash, directions_path, target, size,
-image_range, ``complete`` (written last). ``previews`` carries the configuration hash; a
-changed configuration re-renders every group, an unchanged one skips complete groups.
+Group attributes: region, label, method, param_hash, directions_path, ``source``
+(``sample``, ``population`` or ``consensus``), target, size, image_range, ``complete``
+(written last). ``previews`` carries the configuration hash (which includes the population
+stage's input digest, so new signs or population directions re-render); a changed
+configuration re-renders every group, an unchanged one skips complete groups.
 
 Cost model: per group S·(1 + K·A) generator forward passes (one batch per sample)
-and S·K·d² flops for the scores; stored S·K·(A·3 + 1)·H'·W' bytes (quickstart: 9 groups
-× 4·3·(15 + 1)·64² ≈ 7 MB before compression). The driver reads S Grams of one region
-(S·d² numbers) to fix the target. Units are result groups (one writer each), run on the
-actor pool like the jacobians stage.
+and S·K·d² flops for the scores; stored S·K·(A·3 + 1)·H'·W' bytes (quickstart: 27 groups
+— 9 per-sample, 9 population, 9 consensus — × 4·3·(15 + 1)·64² ≈ 21 MB before
+compression). The driver reads S Grams of one region (S·d² numbers) to fix the target.
+Units are previews groups (one writer each), run on the actor pool like the jacobians stage.
 
 Stage interface: ``plan(ctx)`` → :class:`PreviewPlan`, ``run(ctx)`` → summary.
 """
@@ -63,16 +77,55 @@ import numpy as np
 import torch
 
 from lrgan_dist.core.digest import json_sha256, to_jsonable
+from lrgan_dist.core.subspaces import CONSENSUS_MIN, align_signs, apply_signs
 from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 from lrgan_dist.spec import JobSpec
+from lrgan_dist.store.aligned import read_directions
 from lrgan_dist.store.zarrstore import DONE, Store
 
 NAME = "previews"
 #: α is clamped at this multiple of a random unit direction's α at the same sample
 MAX_ALPHA_RATIO = 16.0
+#: direction sets rendered per (region, method): the per-sample directions, then the shared ones
+SOURCES = ("sample", "population", "consensus")
 
-__all__ = ["PreviewPlan", "PreviewWorker", "plan", "run", "plan_previews", "MAX_ALPHA_RATIO"]
+__all__ = ["PreviewPlan", "PreviewWorker", "plan", "run", "plan_previews", "matched_step", "preview_path",
+           "MAX_ALPHA_RATIO", "CONSENSUS_MIN", "SOURCES"]
+
+#: (region, label, method, param_hash, directions path, source) of one previews group
+Unit = tuple[str, str, str, str, str, str]
+
+
+def preview_path(region: str, label: str, source: str = "sample") -> str:
+    """Store path of a previews group: ``previews/<region>/<label>`` (+ ``/population``, ``/consensus``)."""
+    base = f"previews/{region}/{label}"
+    return base if source == "sample" else f"{base}/{source}"
+
+
+def matched_step(V: np.ndarray, gi: np.ndarray, go: np.ndarray, a_in: np.ndarray, a_out: np.ndarray,
+                 target: float) -> dict[str, np.ndarray]:
+    """The matched edit size (module docstring), for directions V [S, K, d] at S samples.
+
+    gi, go [S, d, d] per-pixel Grams M_R, M_B; a_in, a_out [S] areas ΣR, ΣB. Returns [S, K]
+    arrays ``alpha`` = min(target / ‖J v‖, MAX_ALPHA_RATIO · target / ‖J u‖_random) (NaN for
+    undefined rows: NaN or zero v), ``jnorm`` = ‖J v‖ = sqrt(ΣR·vᵀM_R v + ΣB·vᵀM_B v),
+    ``energy_in``/``energy_out`` (vᵀM_R v, vᵀM_B v), ``locality`` (the share
+    ΣR·vᵀM_R v / ‖J v‖²) and ``finite`` (bool, the row is defined).
+    """
+    finite = np.isfinite(V).all(axis=2) & (np.linalg.norm(np.nan_to_num(V), axis=2) > 0)
+    Vz = np.where(finite[..., None], np.nan_to_num(V), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e_in = np.einsum("skd,sde,ske->sk", Vz, gi, Vz)
+        e_out = np.einsum("skd,sde,ske->sk", Vz, go, Vz)
+        jn = np.sqrt(np.maximum(a_in[:, None] * e_in + a_out[:, None] * e_out, 0.0))
+        loc = a_in[:, None] * e_in / (a_in[:, None] * e_in + a_out[:, None] * e_out)  # share inside R
+        rnd = np.sqrt(np.maximum(np.trace(a_in[:, None, None] * gi + a_out[:, None, None] * go,
+                                          axis1=1, axis2=2) / V.shape[2], 0.0))
+        cap = MAX_ALPHA_RATIO * target / np.where(rnd > 0, rnd, np.inf)
+        alpha = np.minimum(target / np.where(jn > 0, jn, np.nan), cap[:, None])
+    alpha = np.where(finite & np.isfinite(alpha), alpha, np.nan)
+    return {"alpha": alpha, "jnorm": jn, "energy_in": e_in, "energy_out": e_out, "locality": loc, "finite": finite}
 
 
 @dataclass(frozen=True)
@@ -82,13 +135,14 @@ class PreviewPlan:
     strengths: tuple[float, ...]
     size: float
     target: float
-    groups: tuple[tuple[str, str, str, str, str], ...]  # (region, label, method, param_hash, path)
-    todo: tuple[tuple[str, str, str, str, str], ...]
+    groups: tuple[Unit, ...]  # (region, label, method, param_hash, path, source)
+    todo: tuple[Unit, ...]
     notes: tuple[str, ...] = ()
+    population: str | None = None  # the population stage's input digest (signs and shared directions)
 
     def config(self) -> dict[str, Any]:
         return {"samples": list(self.samples), "directions": self.directions, "strengths": list(self.strengths),
-                "size": self.size, "groups": [list(g) for g in self.groups]}
+                "size": self.size, "groups": [list(g) for g in self.groups], "population": self.population}
 
 
 def _areas(store: Store, region: str, samples: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +186,13 @@ def plan_previews(spec: JobSpec, store: Store) -> PreviewPlan:
                 notes.append(f"directions/{r}/{m.label}: not computed (run factorize first); no previews")
                 continue
             done &= store.status(f"{path}/status") == DONE
-            groups.append((r, path.rsplit("/", 1)[1], m.method, ph, path))
+            label = path.rsplit("/", 1)[1]
+            groups.append((r, label, m.method, ph, path, "sample"))
+            pop = store.find_result_group("population", r, m.label, ph)
+            if pop is not None and f"{pop}/vectors" in store.group:
+                groups.append((r, label, m.method, ph, pop, "population"))
+                if f"{pop}/consensus/vectors" in store.group:
+                    groups.append((r, label, m.method, ph, f"{pop}/consensus", "consensus"))
     cand = np.flatnonzero(done)
     if cand.size == 0 or not groups:
         return PreviewPlan((), p.directions, tuple(p.strengths), p.size, float("nan"), tuple(groups), (),
@@ -142,18 +202,20 @@ def plan_previews(spec: JobSpec, store: Store) -> PreviewPlan:
     G = _full_gram(store, L.regions[0], samples)
     rnd = np.sqrt(np.maximum(np.trace(G, axis1=1, axis2=2) / L.d, 0.0))  # ‖J u‖ of a random unit u
     target = float(p.size * np.median(rnd))
+    pop_attrs = dict(store.group["population"].attrs) if "population" in store.group else {}
+    pop_inputs = str(pop_attrs["inputs"]) if "inputs" in pop_attrs else None
     plan0 = PreviewPlan(tuple(samples), min(p.directions, L.d), tuple(float(a) for a in p.strengths), float(p.size),
-                        target, tuple(groups), (), tuple(notes))
+                        target, tuple(groups), (), tuple(notes), pop_inputs)
     h = json_sha256(plan0.config())
     old = dict(store.group["previews"].attrs) if "previews" in store.group else {}
     todo = []
     for g in groups:
-        key = f"previews/{g[0]}/{g[1]}"
+        key = preview_path(g[0], g[1], g[5])
         fresh = old.get("hash") == h and key in store.group and store.group[key].attrs.get("complete")
         if not fresh:
             todo.append(g)
     return PreviewPlan(plan0.samples, plan0.directions, plan0.strengths, plan0.size, target, plan0.groups,
-                       tuple(todo), plan0.notes)
+                       tuple(todo), plan0.notes, pop_inputs)
 
 
 class PreviewWorker(GeneratorReplica):
@@ -171,18 +233,38 @@ class PreviewWorker(GeneratorReplica):
             y = self.generator.forward(X.to(self.device), x.expand_as(X).to(self.device))
         return y.detach().float().cpu()
 
-    def run(self, unit: tuple[str, str, str, str, str]) -> dict[str, Any]:
+    def _directions(self, unit: Unit, idx: np.ndarray, K: int) -> np.ndarray:
+        """[S, K, d] float64 directions of the unit at samples idx (NaN rows: not defined)."""
+        region, label, method, ph, path, source = unit
+        st = self.store
+        if source == "sample":
+            return np.asarray(read_directions(st, path, idx, K), dtype=np.float64)  # signs aligned (issue 15)
+        V = np.asarray(st.group[f"{path}/vectors"][:K], dtype=np.float64)  # [K, d], shared by every sample
+        if source == "population":
+            rank = int(np.asarray(st.group[f"{path}/rank"][...])) if f"{path}/rank" in st.group else V.shape[0]
+            V[rank:] = np.nan
+        else:  # consensus: eigenvalue above CONSENSUS_MIN, signs aligned to the population directions
+            sp = np.asarray(st.group[f"{path}/spectrum"][:K], dtype=np.float64)
+            V[~(sp > CONSENSUS_MIN)] = np.nan
+            pop = path.rsplit("/", 1)[0]
+            rank = int(np.asarray(st.group[f"{pop}/rank"][...]))
+            if rank:  # with no population direction the consensus is itself the sign reference (as stored)
+                V = apply_signs(V, align_signs(V, np.asarray(st.group[f"{pop}/vectors"][:rank], dtype=np.float64)))
+        return np.broadcast_to(V, (len(idx), *V.shape)).copy()
+
+    def run(self, unit: Unit) -> dict[str, Any]:
         from lrgan_dist.core.jacobian import pool_image, to_uint8_preview
 
         t0 = time.perf_counter()
         self.hooks.before_unit(NAME, unit)
-        region, label, method, ph, path = unit
+        region, label, method, ph, path, source = unit
         st, L, pl = self.store, self.layout, self.plan
         samples = list(pl.samples)
         S, K, A = len(samples), pl.directions, len(pl.strengths)
         ph_, pw_ = L.preview_hw
         idx = np.asarray(samples, dtype=np.int64)
-        V = np.asarray(st.group[f"{path}/vectors"].oindex[idx, :K], dtype=np.float64)  # [S, K, d]
+        V = self._directions(unit, idx, K)  # [S, K, d]
+        K = V.shape[1]
         gi = np.asarray(st.group[f"regions/{region}/gram_in"].oindex[idx], dtype=np.float64)
         go = np.asarray(st.group[f"regions/{region}/gram_out"].oindex[idx], dtype=np.float64)
         a_in, a_out = _areas(st, region, samples)
@@ -191,18 +273,8 @@ class PreviewWorker(GeneratorReplica):
                  else np.asarray(arr.oindex[idx]))
         masks = np.nan_to_num(np.asarray(masks, dtype=np.float64))
         lat = np.asarray(st.group["latents"].oindex[idx], dtype=np.float32)
-        finite = np.isfinite(V).all(axis=2) & (np.linalg.norm(np.nan_to_num(V), axis=2) > 0)
-        Vz = np.where(finite[..., None], np.nan_to_num(V), 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            e_in = np.einsum("skd,sde,ske->sk", Vz, gi, Vz)
-            e_out = np.einsum("skd,sde,ske->sk", Vz, go, Vz)
-            jn = np.sqrt(np.maximum(a_in[:, None] * e_in + a_out[:, None] * e_out, 0.0))
-            loc = a_in[:, None] * e_in / (a_in[:, None] * e_in + a_out[:, None] * e_out)  # share inside R
-            rnd = np.sqrt(np.maximum(np.trace(a_in[:, None, None] * gi + a_out[:, None, None] * go,
-                                              axis1=1, axis2=2) / L.d, 0.0))
-            cap = MAX_ALPHA_RATIO * pl.target / np.where(rnd > 0, rnd, np.inf)
-            alpha = np.minimum(pl.target / np.where(jn > 0, jn, np.nan), cap[:, None])
-        alpha = np.where(finite & np.isfinite(alpha), alpha, np.nan)
+        ms = matched_step(V, gi, go, a_in, a_out, pl.target)
+        alpha, finite = ms["alpha"], ms["finite"]
         frames = np.zeros((S, K, A, ph_, pw_, 3), dtype=np.uint8)
         delta = np.zeros((S, K, ph_, pw_), dtype=np.uint8)
         dscale = np.full((S, K), np.nan, dtype=np.float32)
@@ -238,23 +310,23 @@ class PreviewWorker(GeneratorReplica):
                 if tot > 0:
                     dshare[s, k] = float((g2 * m).sum()) / tot
         dirs = np.where(finite, np.arange(K)[None, :], -1).astype(np.int32)
-        base = f"previews/{region}/{label}"
+        base = preview_path(region, label, source)
         grp = st.group.require_group(base)
         grp.attrs["complete"] = False
         st.create_array(f"{base}/samples", (S,))[...] = idx.astype(np.int32)
         st.create_array(f"{base}/directions", (S, K))[...] = dirs
         st.create_array(f"{base}/strengths", (A,))[...] = strengths.astype(np.float32)
-        for name, val in (("alpha", alpha), ("jnorm", jn), ("energy_in", e_in), ("energy_out", e_out),
-                          ("locality", loc), ("delta_share", dshare), ("delta_scale", dscale)):
+        for name, val in (*((nm, ms[nm]) for nm in ("alpha", "jnorm", "energy_in", "energy_out", "locality")),
+                          ("delta_share", dshare), ("delta_scale", dscale)):
             val = np.where(finite, val, np.nan).astype(np.float32)
             st.create_array(f"{base}/{name}", (S, K))[...] = val
         st.create_array(f"{base}/frames", frames.shape)[...] = frames
         st.create_array(f"{base}/delta", delta.shape)[...] = delta
         grp.attrs.update({"region": region, "label": label, "method": method, "param_hash": ph,
-                          "directions_path": path, "target": pl.target, "size": pl.size,
+                          "directions_path": path, "source": source, "target": pl.target, "size": pl.size,
                           "image_range": [lo, hi], "max_alpha_ratio": MAX_ALPHA_RATIO,
                           "complete": True})  # last
-        return {"unit": f"{region}/{label}", "renders": len(samples) * (1 + K * A),
+        return {"unit": base.split("/", 1)[1], "renders": len(samples) * (1 + K * A),
                 "seconds": time.perf_counter() - t0}
 
 

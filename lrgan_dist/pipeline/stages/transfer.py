@@ -31,7 +31,7 @@ similarity samples; chunks along the target/pair axis = ``store.chunk_samples``)
       linear/targets/<scored>/area_in           f32 [N]            ΣR of the target's mask
       linear/targets/<scored>/area_out          f32 [N]            ΣB = Σ(1 − R)
       linear/targets/<scored>/mean_energy       f32 [N]            (tr M_R + tr M_B)/d (inert rule)
-      linear/<region>/<label>/vectors           f32 [S, k, d]      the directions used
+      linear/<region>/<label>/vectors           f32 [S, k, d]      the directions used (signs aligned)
       linear/<region>/<label>/source_energy     f32 [S, k]         vᵀM_R v at the source
       linear/<region>/<label>/source_share      f32 [S, k]         / source's largest
       linear/<region>/<label>/carrying          bool [S, k]        share ≥ carry_frac
@@ -89,6 +89,7 @@ from lrgan_dist.core.subspaces import orth_bases, source_energy, subspace_simila
 from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors, run_tasks
 from lrgan_dist.spec import JobSpec
+from lrgan_dist.store.aligned import read_directions
 from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError, attrs_of, create_array, subgroup
 
 NAME = "transfer"
@@ -313,7 +314,7 @@ def _write_sources(store: Store, plan: TransferPlan) -> None:
     src = list(plan.sources)
     gram_cache: dict[str, np.ndarray] = {}
     for g in plan.groups:
-        V = _read_rows(store.group[f"{g.path}/vectors"], src).astype(np.float64)  # [S, d, d]
+        V = read_directions(store, g.path, src).astype(np.float64)  # [S, d, d], signs aligned (realized ± edits)
         if g.region not in gram_cache:
             gram_cache[g.region] = _read_rows(store.group[f"regions/{g.region}/gram_in"], src).astype(np.float64)
         se = source_energy(V, gram_cache[g.region], plan.carry_frac)
