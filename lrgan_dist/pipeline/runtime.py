@@ -209,18 +209,9 @@ VERSIONED = ("lrgan_dist", "torch", "ray")
 
 
 def driver_versions() -> dict[str, str | None]:
-    """This process's lrgan_dist, torch and ray versions (torch from its metadata: not imported)."""
-    import importlib.metadata as md
-
-    import lrgan_dist
-
-    out: dict[str, str | None] = {"lrgan_dist": lrgan_dist.__version__}
-    for dist in ("torch", "ray"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[dist] = None
-    return out
+    """This process's lrgan_dist, torch and ray versions (the probe the nodes run, run here;
+    torch and ray from their metadata: nothing imported)."""
+    return _node_versions_probe()()
 
 
 def _node_versions_probe() -> Callable[[], dict[str, str | None]]:
