@@ -181,28 +181,3 @@ def test_inspect_missing_store(tmp_path):
     proc = cli("inspect", str(tmp_path / "nothing.zarr"))
     assert proc.returncode == 2
     assert "no store" in proc.stderr
-
-
-def test_ctrl_c_mid_run_then_resume(tmp_path):
-    import signal
-
-    from lrgan_dist.testing.faults import cli_command, interrupt  # slows units down (StageHooks)
-
-    job = _small(tmp_path, samples={"count": 16})
-    store = tmp_path / "s.zarr"
-    proc = interrupt(cli_command("submit", str(job), "--no-progress", unit_delay=1.0), lambda: _done(store) >= 4,
-                     signal.SIGINT)
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "interrupted" in proc.stderr and "resume" in proc.stderr
-    done = _done(store)
-    assert 4 <= done < 16
-    report = cli_json("submit", str(job), "--json", "--no-progress")
-    assert report["summary"]["samples"]["done"] == 16
-    assert report["stages"]["jacobians"]["computed"] == 16 - done
-
-
-def _done(store: Path) -> int:
-    try:
-        return int((zarr.open_group(str(store), mode="r")["status"][:] == DONE).sum())
-    except (FileNotFoundError, KeyError):  # not created yet
-        return 0

@@ -1,8 +1,7 @@
-"""Runtime: breadth-first actor pool, worker errors as the worker's own exception, SIGTERM."""
+"""Runtime: breadth-first actor pool, worker errors as the worker's own exception (SIGTERM and Ctrl-C: tests/test_fault_matrix.py)."""
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import pytest
@@ -83,33 +82,3 @@ def test_two_actors_two_units_and_constructor_errors_fail_once(tmp_path):
         assert bad.restarts == 0
         assert "\n" not in str(info.value) and "bad store" in str(info.value)
         assert type(info.value) is StoreError
-
-
-@pytest.mark.slow
-def test_sigterm_is_an_interrupt_and_the_store_resumes(tmp_path):
-    import zarr
-
-    from lrgan_dist.testing.cli import cli_json, write_spec
-    from lrgan_dist.testing.faults import cli_command, interrupt
-
-    job = write_spec(tmp_path / "job.yaml", samples={"count": 16}, methods={"jacobian_svd": {}},
-                     compute={"actors": 2}, store={"uri": str(tmp_path / "s.zarr"), "chunk_samples": 4})
-    store = tmp_path / "s.zarr"
-
-    def done() -> int:
-        try:
-            return int((zarr.open_group(str(store), mode="r")["status"][:] == 1).sum())
-        except (FileNotFoundError, KeyError):  # not created yet
-            return 0
-
-    proc = interrupt(cli_command("submit", str(job), "--no-progress", unit_delay=1.0), lambda: done() >= 4,
-                     signal.SIGTERM)
-    out, err = proc.stdout, proc.stderr
-    assert proc.returncode == 1, (out, err)
-    assert "interrupted" in err and "resume" in err, err
-    assert "SIGTERM received" not in err and "*** " not in err, err  # no native crash dump
-    partial = done()
-    assert 4 <= partial < 16
-    report = cli_json("submit", str(job), "--json", "--no-progress", "--stages", "jacobians")
-    assert report["summary"]["samples"]["done"] == 16
-    assert report["stages"]["jacobians"]["computed"] == 16 - partial
