@@ -1,6 +1,6 @@
 """Matrix-free vs dense region subspaces (issue 17), CPU.
 
-    python bench/bench_matfree.py [--threads 2] [--skip-9216]
+    python bench/bench_matfree.py [--threads 2] [--skip-9216] [--skip-512]
 
 d = 512: a random StyleGAN2 (w space, w_dim 512, 32² output, 32² grid), one sample, one box
 region: the dense path (d JVPs → J → Grams → eigh) against core.matfree (k = 32,
@@ -37,9 +37,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-9216", action="store_true")
+    ap.add_argument("--skip-512", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     k, p = 32, 8
+    if not a.skip_512:
+        run_512(k, p)
+    if not a.skip_9216:
+        run_9216(k, p)
+
+
+def run_512(k: int, p: int) -> None:
     print("== d = 512 (StyleGAN2 w, 32x32 output and grid, 1 sample, 1 region) ==")
     G = build_generator("stylegan2", {"random_init": {"z_dim": 512, "w_dim": 512, "img_resolution": 32,
                                                       "channel_base": 1024, "channel_max": 32, "perturb": 0.1},
@@ -67,9 +75,9 @@ def main() -> None:
           f"{float(torch.maximum(res.residual_in, res.residual_out).max()):.1e})")
     print(f"top-{k} subspace sine vs dense: in {s_in:.2e}, out {s_out:.2e}; "
           f"eig_in[k-1]/eig_in[0] = {float(ti[0, -1] / ti[0, 0]):.2e}")
-    per_jvp = t_dense / 512
-    if a.skip_9216:
-        return
+
+
+def run_9216(k: int, p: int) -> None:
     print("== d = 9216 (StyleGAN2 W+ all 18 slots, 1024x1024 output, thin random channels, 64x64 grid) ==")
     G = build_generator("stylegan2", {"random_init": {"z_dim": 512, "w_dim": 512, "img_resolution": 1024,
                                                       "channel_base": 4096, "channel_max": 4, "mapping_layers": 2,
@@ -79,7 +87,6 @@ def main() -> None:
     mask = torch.zeros(1, *grid)
     mask[0, 16:40, 20:48] = 1
     d = G.latent_dim
-    t0 = time.perf_counter()
     # dense estimate: time 16 JVPs and scale to d
     from lrgan_dist.core.matfree import RegionOperator
     op = RegionOperator(G.forward, x, grid, "mean", 16)
