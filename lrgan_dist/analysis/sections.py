@@ -166,7 +166,7 @@ def _edit_mosaic(st: Store, region: str, labs: list[tuple[str, Any]], title: str
                 row.append(paint_outline(heat_rgb(dl[k]), edge))
             tiles.append(row)
             locs = " ".join(f"{v:.2f}" if np.isfinite(v) else "–" for v in loc[:K])
-            rows.append(f"#{int(smp)} {label}\nloc {locs}")
+            rows.append(f"#{int(smp)} {label}\n" + (f"loc {locs}" if ok.any() else "(no direction)"))
     sl = [f"{s:+g}" if s else "0" for s in strengths]
     cols = [c for k in range(K) for c in (*(f"k={k}: {x}" if j == 0 else x for j, x in enumerate(sl)), f"k={k}: |ΔG|")]
     fig = plot_mosaic(tiles, rows, cols, title, tile_inches=0.64, block=len(strengths) + 1,
