@@ -20,7 +20,7 @@ import zarr
 
 from lrgan_dist.testing.cli import write_spec
 from lrgan_dist.testing.faults import Faults, cli_command
-from lrgan_dist.testing.ray_local import ray_env
+from lrgan_dist.testing.ray_local import descendants, local_cluster, ray_env
 
 DELAY = 0.6  # seconds per jacobians unit, so faults strike mid-run
 
@@ -61,21 +61,9 @@ def _assert_same(a: Path, b: Path) -> None:
 
 
 @pytest.fixture()
-def cluster(monkeypatch):
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1",
-                                                      "include_dashboard": False})
-    try:
+def cluster():
+    with local_cluster(num_cpus=1) as c:  # a SIGTERM to pytest stops every node and the session
         yield c
-    finally:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
-        c.shutdown()
 
 
 def _status(store: Path) -> np.ndarray:
@@ -93,24 +81,6 @@ def _wait_done(store: Path, at_least: int, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
-def _descendants(root: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        for k in kids.get(p, []):
-            out.append(k)
-            todo.append(k)
-    return out
-
-
 def _worker_actor_pids(cluster) -> list[int]:
     """PIDs of JacobianWorker actor processes started by *this* cluster's raylets."""
     roots = []
@@ -119,7 +89,7 @@ def _worker_actor_pids(cluster) -> list[int]:
             roots.append(info.process.pid)
     pids = []
     for r in roots:
-        for p in _descendants(r):
+        for p in descendants(r):
             try:
                 cmd = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="ignore")
             except OSError:
