@@ -28,8 +28,10 @@ __all__ = ["fig_to_png", "plot_transfer_heatmap", "plot_locality_distributions",
 
 
 def fig_to_png(fig: Any, dpi: int = 100) -> bytes:
+    """PNG bytes; cropped to the drawn content (``bbox_inches="tight"``, a second draw) unless the
+    figure was laid out to its content already (:func:`plot_mosaic` marks it ``exact_layout``)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=None if getattr(fig, "exact_layout", False) else "tight")
     plt.close(fig)
     return buf.getvalue()
 
@@ -178,7 +180,15 @@ def plot_mosaic(tiles: list[list[np.ndarray]], row_labels: list[str], col_labels
     for i, row in enumerate(tiles):
         for j, t in enumerate(row):
             canvas[i * (h + gap): i * (h + gap) + h, x0[j]: x0[j] + w] = t
-    fig, ax = plt.subplots(figsize=(1.6 + tile_inches * C, 0.8 + tile_inches * R))
+    # margins in inches from the labels (7 pt ≈ 0.055 in per character), so that the PNG needs no
+    # second, cropping draw: left = row labels + y label, top = title + x label + column labels
+    chars = max((len(line) for lab in row_labels for line in lab.split("\n")), default=0)
+    left, top, pad = 0.35 + 0.055 * chars, 0.95 if xlabel else 0.75, 0.08
+    aw, ah = tile_inches * canvas.shape[1] / (w + gap), tile_inches * canvas.shape[0] / (h + gap)
+    fw, fh = left + aw + pad, top + ah + pad
+    fig = plt.figure(figsize=(fw, fh))
+    ax = fig.add_axes((left / fw, pad / fh, aw / fw, ah / fh))
+    setattr(fig, "exact_layout", True)  # read by fig_to_png
     ax.imshow(canvas, interpolation="nearest")
     ax.set_xticks([x + w / 2 for x in x0], col_labels, fontsize=7)
     ax.set_yticks([i * (h + gap) + h / 2 for i in range(R)], row_labels, fontsize=7)
@@ -191,7 +201,7 @@ def plot_mosaic(tiles: list[list[np.ndarray]], row_labels: list[str], col_labels
         ax.set_ylabel(ylabel, fontsize=8)
     for s in ax.spines.values():
         s.set_visible(False)
-    ax.set_title(title, fontsize=9, pad=18)
+    ax.set_title(title, fontsize=9, pad=18 if xlabel else 4)
     return fig
 
 

@@ -312,16 +312,19 @@ class PreviewWorker(GeneratorReplica):
         dirs = np.where(finite, np.arange(K)[None, :], -1).astype(np.int32)
         base = preview_path(region, label, source)
         grp = st.group.require_group(base)
+        # a group without arrays (the usual case: a new configuration recreates the previews root)
+        # skips zarr's delete-before-create; a rerun of an incomplete group overwrites
+        ow = any(True for _ in grp.array_keys())
         grp.attrs["complete"] = False
-        st.create_array(f"{base}/samples", (S,))[...] = idx.astype(np.int32)
-        st.create_array(f"{base}/directions", (S, K))[...] = dirs
-        st.create_array(f"{base}/strengths", (A,))[...] = strengths.astype(np.float32)
+        st.create_array(f"{base}/samples", (S,), overwrite=ow)[...] = idx.astype(np.int32)
+        st.create_array(f"{base}/directions", (S, K), overwrite=ow)[...] = dirs
+        st.create_array(f"{base}/strengths", (A,), overwrite=ow)[...] = strengths.astype(np.float32)
         for name, val in (*((nm, ms[nm]) for nm in ("alpha", "jnorm", "energy_in", "energy_out", "locality")),
                           ("delta_share", dshare), ("delta_scale", dscale)):
             val = np.where(finite, val, np.nan).astype(np.float32)
-            st.create_array(f"{base}/{name}", (S, K))[...] = val
-        st.create_array(f"{base}/frames", frames.shape)[...] = frames
-        st.create_array(f"{base}/delta", delta.shape)[...] = delta
+            st.create_array(f"{base}/{name}", (S, K), overwrite=ow)[...] = val
+        st.create_array(f"{base}/frames", frames.shape, overwrite=ow)[...] = frames
+        st.create_array(f"{base}/delta", delta.shape, overwrite=ow)[...] = delta
         grp.attrs.update({"region": region, "label": label, "method": method, "param_hash": ph,
                           "directions_path": path, "source": source, "target": pl.target, "size": pl.size,
                           "image_range": [lo, hi], "max_alpha_ratio": MAX_ALPHA_RATIO,
