@@ -1,6 +1,6 @@
 """Landmark regions end to end (issue 13): spec fields, exit 2 without mediapipe, the
 no-face path through the jacobians and factorize workers (stand-in detector, no Ray), and
-the real-model job through the CLI at 16 samples (slow; needs gan_face_generate and mediapipe)."""
+the real-model job through the CLI at 8 samples (slow; needs gan_face_generate and mediapipe)."""
 from __future__ import annotations
 
 import importlib.util
@@ -113,7 +113,8 @@ def test_faces_dcgan_job_end_to_end(tmp_path):
     from lrgan_dist.testing.cli import cli
 
     store = str(tmp_path / "faces.zarr")
-    p = cli("submit", str(ROOT / "jobs/faces_dcgan.yaml"), "--samples", "16", "--store", store, "--no-progress",
+    # 8 samples (one chunk): every stage and all 36 result groups, at half the cost of 16
+    p = cli("submit", str(ROOT / "jobs/faces_dcgan.yaml"), "--samples", "8", "--store", store, "--no-progress",
             "--report", str(tmp_path / "report"), timeout=1500)
     assert p.returncode == 0, p.stdout + p.stderr
     v = cli("inspect", store, "--verify", "--json", timeout=300)
