@@ -108,6 +108,7 @@ needs_real = pytest.mark.skipif(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 @needs_real
 def test_faces_dcgan_job_end_to_end(tmp_path):
     from lrgan_dist.testing.cli import cli
