@@ -15,6 +15,8 @@ method picker lists each method's per-sample directions (``lowrankgan``), then i
 population directions (``lowrankgan (population)``: the method on the mean Grams) and
 its consensus directions (``lowrankgan (consensus)``: shared by the per-sample
 subspaces), all rendered on the same samples at the same matched edit size; the
+population-only methods appear as ``ganspace (population)`` / ``sefa (population)`` under
+every region (one region-free direction set; its scores refer to the region picked); the
 frame is an ``<img>`` whose ``src`` is swapped, so the browser loads only the frames
 looked at (lazy by construction; nothing is inlined). Toggles overlay the region
 outline and the |ΔG| map; the direction's scores (first-order locality share, energies
@@ -272,7 +274,8 @@ amount; methods differ in <i>where</i> the change goes. Outline: the region's ma
 largest strength (viridis, bright = more). Method entries: a method's own directions at each sample (signs aligned to
 its population directions, so s &gt; 0 moves every sample the same way), its <i>population</i> directions (the method on
 the Grams averaged over all samples) and its <i>consensus</i> directions (shared by the samples' subspaces); the last
-two are one direction set applied to every sample.</p>
+two are one direction set applied to every sample. <i>ganspace</i> and <i>sefa</i> (population) have only such a set,
+the same for every region (from the latents or the generator's weights); their scores refer to the region picked.</p>
 <div id="controls">
 <label>region <select id="region"></select></label>
 <label>method <select id="method"></select></label>

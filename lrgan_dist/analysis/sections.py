@@ -16,7 +16,8 @@ figures to a report document (anything with ``h(level, text)``, ``p(text)``,
 * :func:`add_method_similarity` — principal angles between methods' carrying subspaces per sample;
 * :func:`add_population` — population and consensus spectra and ranks, then
   :func:`add_population_edits`: edit grids of the population and consensus directions
-  (``previews/<r>/<label>/population``, ``.../consensus``) on the same samples.
+  (``previews/<r>/<label>/population``, ``.../consensus``) on the same samples, the
+  population-only methods (ganspace, sefa) among the population directions of every region.
 
 Cost model: every section reads at most ``MAX_SAMPLES`` samples per group (the first done
 ones, said in the captions): Grams ``MAX_SAMPLES·d²`` numbers per region and eigenvalues
@@ -368,6 +369,12 @@ def add_population(st: Store, doc: Doc) -> None:
     figs = []
     pop: Any = st.group["population"]
     for region, rg in sorted(pop.groups()):
+        if region == "_latent":  # population-only methods (ganspace, sefa): one region-free direction set
+            for label, g in sorted(rg.groups(), key=lambda kv: ("@" in kv[0], kv[0])):
+                if "spectrum" in g:
+                    rows.append({"region": "(any: region-free)", "method": label,
+                                 "population_rank": int(np.isfinite(np.asarray(g["spectrum"][...], dtype=float)).sum())})
+            continue
         if region.startswith("_"):
             continue
         curves, cons = [], []
@@ -394,9 +401,10 @@ def add_population(st: Store, doc: Doc) -> None:
     if not rows:
         return
     doc.h(2, "Population and consensus directions")
-    doc.p("Population directions: each method applied to the Grams averaged over all done samples. Consensus: the "
-          "top eigenvectors of the mean projector onto the per-sample carrying subspaces; an eigenvalue of 1 is a "
-          "direction every sample's subspace contains, 0.5 one that half of them contain.")
+    doc.p("Population directions: each method applied to the Grams averaged over all done samples (population-only "
+          "methods: ganspace on the stored latents, sefa on the generator's weights, one direction set for every "
+          "region). Consensus: the top eigenvectors of the mean projector onto the per-sample carrying subspaces; an "
+          "eigenvalue of 1 is a direction every sample's subspace contains, 0.5 one that half of them contain.")
     doc.table(pd.DataFrame(rows))
     for i, (region, fig) in enumerate(figs):
         doc.figure(f"population_{i}", fig_to_png(fig),
@@ -406,8 +414,9 @@ def add_population(st: Store, doc: Doc) -> None:
 
 
 _SHARED_CAPTION = {
-    "population": ("population directions (each method on the Grams averaged over all done samples; directions "
-                   "beyond the population rank are blank)"),
+    "population": ("population directions (each method on the Grams averaged over all done samples; ganspace and "
+                   "sefa: their one region-free set, from the latents or the weights, scored against this region; "
+                   "directions beyond the population rank are blank)"),
     "consensus": ("consensus directions (top eigenvectors of the mean projector onto the per-sample carrying "
                   "subspaces, signs aligned to the population directions; directions with an eigenvalue below 0.001 "
                   "are blank)"),

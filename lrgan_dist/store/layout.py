@@ -337,7 +337,9 @@ _PREVIEWS_TABLE: tuple[ArraySpec, ...] = (
               "per-pixel |G(x + a v) - G(x)| at the largest strength, 255 = delta_scale", "previews"),
 )
 #: the same arrays for the population and the consensus directions of each (region, label),
-#: rendered on the same samples (previews/<region>/<label>/population/..., .../consensus/...)
+#: rendered on the same samples (previews/<region>/<label>/population/..., .../consensus/...);
+#: a population-only method (ganspace, sefa: population/_latent/<label>) has only the population
+#: subgroup, one per region (its region-free directions scored against that region)
 _PREVIEWS_TABLE += tuple(replace(r, kind=r.kind.replace("previews_", f"previews_{src}_"),
                                  path=r.path.replace(_PV, f"{_PV}{src}/"),
                                  description=f"{src} directions: {r.description}")

@@ -9,6 +9,11 @@
    clean), use the matched edit size, and show the same faces as the per-sample previews;
    per-sample frames are renders of the *aligned* directions (re-rendered here with the
    generator, independently of the stage).
+3. The population-only method ``ganspace`` (PCA of the stored latents, no region) gets a
+   population previews group in every region: its directions are the latents' principal
+   axes (numpy SVD), α follows the matched-step rule recomputed in numpy from the stored
+   Grams (the same in every region, clamp included), the scores refer to each region, and
+   the s = ±1 frames are renders of the stored directions.
 """
 from __future__ import annotations
 
@@ -132,7 +137,7 @@ def test_align_signs_fallback_is_flip_invariant():
 def job(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prevpop")
     path = write_spec(tmp / "job.yaml", samples={"count": 12, "seed": 0}, store={"uri": str(tmp / "s.zarr"), "chunk_samples": 4},
-                      methods={"lowrankgan": {"lam": 0.25, "rank_tol": 1e-5}, "jacobian_svd": {}},
+                      methods={"lowrankgan": {"lam": 0.25, "rank_tol": 1e-5}, "jacobian_svd": {}, "ganspace": {}},
                       previews={"samples": 3, "directions": 3, "strengths": [-1, 0, 1]})
     spec = load_spec(path)
     rep = submit(spec, stages=("jacobians", "factorize", "population", "previews"), show_progress=False, report_dir=False)
@@ -143,7 +148,7 @@ def job(tmp_path_factory):
 def test_population_and_consensus_previews(job):
     spec, uri, rep = job
     pv = rep["stages"]["previews"]
-    assert pv["groups"] == 2 * 2 * 3, pv  # 2 regions × 2 methods × (per-sample, population, consensus)
+    assert pv["groups"] == 2 * 2 * 3 + 2, pv  # 2 regions × (2 methods × (per-sample, population, consensus) + ganspace)
     st = Store.open(str(uri))
     assert verify_store(st, full=True) == []
     g = zarr.open_group(str(uri), mode="r")
@@ -241,3 +246,73 @@ def test_population_signs_in_store_and_manifest(job, tmp_path):
             s = sg[:]
             for i in range(12):
                 assert (s[i, : rank[i]] != 0).all() and (s[i, rank[i]:] == 0).all()
+
+
+@pytest.mark.slow
+def test_population_only_method_previews(job):
+    from lrgan_dist.apply.build import make_generator
+    from lrgan_dist.core.jacobian import to_uint8_preview
+    from lrgan_dist.pipeline.stages.previews import MAX_ALPHA_RATIO
+
+    spec, uri, rep = job
+    st = Store.open(str(uri))
+    assert verify_store(st, full=True) == []
+    g = zarr.open_group(str(uri), mode="r")
+    assert "ganspace" not in g["directions/eyes"]  # population only: no per-sample group to preview
+    target = float(g["previews"].attrs["target"])
+    # the stored directions are the principal axes of the centred latents of the done samples (numpy, independently)
+    lat = g["latents"][:].astype(np.float64)[g["status"][:] == DONE]
+    Vt = np.linalg.svd(lat - lat.mean(0), full_matrices=False)[2]
+    V = g["population/_latent/ganspace/vectors"][:3].astype(np.float64)
+    np.testing.assert_allclose(np.abs(np.sum(V * Vt[:3], axis=1)), 1.0, atol=1e-5)
+    by_region = {}
+    for r in ("eyes", "eyes_mask"):
+        p = g[f"previews/{r}/ganspace/population"]
+        assert p.attrs["complete"] and p.attrs["source"] == "population" and p.attrs["method"] == "ganspace"
+        assert p.attrs["directions_path"] == "population/_latent/ganspace"
+        assert "samples" not in g[f"previews/{r}/ganspace"]  # only the population subgroup
+        smp = p["samples"][:]
+        base = g[f"previews/{r}/lowrankgan"]
+        np.testing.assert_array_equal(smp, base["samples"][:])  # the same faces as every other method
+        seen = np.zeros(len(smp), dtype=bool)
+        for lab in ("lowrankgan", "jacobian_svd"):  # s = 0: the unedited sample, wherever a per-sample group has one
+            other = g[f"previews/{r}/{lab}"]
+            for si, kk in zip(*np.nonzero(other["directions"][:] >= 0)):
+                np.testing.assert_array_equal(p["frames"][si, 0, 1], other["frames"][si, kk, 1])
+                seen[si] = True
+        assert seen.all()
+        assert (p["directions"][:] == np.arange(3)[None]).all()  # 11 principal axes (12 samples): top 3 defined
+        gi = g[f"regions/{r}/gram_in"][:].astype(np.float64)[smp]
+        go = g[f"regions/{r}/gram_out"][:].astype(np.float64)[smp]
+        m = np.nan_to_num(g[f"regions/{r}/mask"][:].astype(np.float64))
+        m = m[smp] if m.ndim == 3 else np.broadcast_to(m, (len(smp), *m.shape))
+        a_in = m.sum(axis=(1, 2))[:, None]
+        a_out = m[0].size - a_in
+        e_in = np.einsum("kd,sde,ke->sk", V, gi, V)
+        e_out = np.einsum("kd,sde,ke->sk", V, go, V)
+        jn = np.sqrt(a_in * e_in + a_out * e_out)
+        rnd = np.sqrt(np.trace(a_in[:, :, None] * gi + a_out[:, :, None] * go, axis1=1, axis2=2) / V.shape[1])
+        alpha = np.minimum(target / jn, MAX_ALPHA_RATIO * target / rnd[:, None])
+        np.testing.assert_allclose(p["jnorm"][:], jn, rtol=1e-4)
+        np.testing.assert_allclose(p["alpha"][:], alpha, rtol=1e-4)
+        np.testing.assert_allclose(p["energy_in"][:], e_in, rtol=1e-4)
+        np.testing.assert_allclose(p["locality"][:], a_in * e_in / jn**2, rtol=1e-4)
+        by_region[r] = p
+    # region-free directions: the same α and frames in every region, scores of each region
+    np.testing.assert_allclose(by_region["eyes"]["alpha"][:], by_region["eyes_mask"]["alpha"][:], rtol=1e-5)
+    np.testing.assert_array_equal(by_region["eyes"]["frames"][:], by_region["eyes_mask"]["frames"][:])
+    assert np.abs(by_region["eyes"]["locality"][:] - by_region["eyes_mask"]["locality"][:]).max() > 1e-3
+    # the s = ±1 frames are renders of the stored directions at the stored α
+    p = by_region["eyes"]
+    smp, alpha, frames = p["samples"][:], p["alpha"][:], p["frames"][:]
+    gen = make_generator(spec)
+    x0 = torch.as_tensor(g["latents"][:][smp], dtype=torch.float32)
+    for s in range(len(smp)):
+        X = torch.stack([x0[s] + float(a * alpha[s, k]) * torch.as_tensor(V[k], dtype=torch.float32)
+                         for k in range(3) for a in (-1.0, 1.0)])
+        with torch.no_grad():
+            Y = gen.forward(X, x0[s].expand_as(X))
+        u8 = to_uint8_preview(Y.float(), tuple(float(v) for v in gen.image_range), max_size=max(st.layout.preview_hw))
+        diff = np.abs(u8.astype(int) - frames[s][:, [0, 2]].reshape(u8.shape).astype(int))
+        assert diff.max() <= 1, (s, diff.max())
+    assert not any("ganspace" in n for n in rep["stages"]["previews"]["notes"])

@@ -20,6 +20,13 @@ eigenvalue exceeds :data:`lrgan_dist.core.subspaces.CONSENSUS_MIN`; signs aligne
 population directions by the same rule). These are one direction set for every sample, rendered and scored exactly
 like the per-sample ones (same matched-α rule, :func:`matched_step`).
 
+The **population-only methods** (``ganspace``: PCA of the stored latents; ``sefa``: eigenvectors
+of the generator's modulation weights) have no per-sample directions and no region: their one
+direction set ``population/_latent/<label>/vectors`` (rows beyond their rank are NaN) is
+rendered as a ``population`` group of *every* region, ``previews/<region>/<label>/population``,
+on the same samples with the same rule; α, ``jnorm`` are region-free (JᵀJ), while
+``energy_in``/``energy_out``/``locality``/``delta_share`` refer to that region.
+
 **Matched edit size.** The step α_k is chosen per (sample, direction) so that the
 first-order image change on the analysis grid is the same for every method::
 
@@ -51,6 +58,7 @@ Store layout (rows of :mod:`lrgan_dist.store.layout`, S samples, K directions, A
     previews/<region>/<label>/frames       u1 [S, K, A, H', W', 3]
     previews/<region>/<label>/delta        u1 [S, K, H', W']
     previews/<region>/<label>/population/...   the same arrays for the population directions
+                                               (population-only methods: only this subgroup)
     previews/<region>/<label>/consensus/...    the same arrays for the consensus directions
 
 Group attributes: region, label, method, param_hash, directions_path, ``source``
@@ -177,9 +185,16 @@ def plan_previews(spec: JobSpec, store: Store) -> PreviewPlan:
     groups = []
     for m in spec.methods:
         method = get_method(m.method, **m.params)
-        if getattr(method, "population_only", False):
-            continue
         ph = method.param_hash()
+        if getattr(method, "population_only", False):  # ganspace, sefa: one region-free direction set
+            pop = store.find_result_group("population", "_latent", m.label, ph)
+            if pop is None or f"{pop}/vectors" not in store.group:
+                notes.append(f"population/_latent/{m.label}: not stored (run population first; sefa needs a generator "
+                             "with modulation weights); no previews")
+                continue
+            label = pop.rsplit("/", 1)[1]
+            groups.extend((r, label, m.method, ph, pop, "population") for r in L.regions)
+            continue
         for r in L.regions:
             path = store.find_result_group("directions", r, m.label, ph)
             if path is None:
