@@ -182,7 +182,7 @@ def plan_previews(spec: JobSpec, store: Store) -> PreviewPlan:
     L = store.layout
     notes: list[str] = []
     done = store.status() == DONE
-    groups = []
+    groups: list[Unit] = []
     for m in spec.methods:
         method = get_method(m.method, **m.params)
         ph = method.param_hash()
