@@ -31,6 +31,8 @@ __all__ = ["STAGES", "submit", "prepare_store", "parse_stages", "stage_module", 
 _log = logging.getLogger("lrgan_dist.pipeline")  # timestamped on stderr by the CLI (-q/-v)
 
 STAGES = ("jacobians", "factorize", "population", "transfer", "previews")
+#: stages that read the per-sample Grams: not run on ``compute.jacobian: matfree`` stores (issue 17)
+MATFREE_UNSUPPORTED = ("population", "transfer", "previews")
 
 
 def parse_stages(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -156,6 +158,9 @@ def _submit_locked(spec: JobSpec, stages: Sequence[str], address: str | None, fr
         refuse_if_damaged(store, ",".join(stages), full=verify)
     else:
         store = prepare_store(spec, fresh=fresh)
+        from lrgan_dist.pipeline.stages.jacobians import ensure_matfree_arrays
+
+        ensure_matfree_arrays(store, spec)  # matrix-free rows bind k here, before the resume check reads them
     report: dict[str, Any] = {"store": spec.store.uri, "stages": {}}
     if "jacobians" in stages:
         from lrgan_dist.store.verify import repair_for_resume
@@ -172,6 +177,13 @@ def _submit_locked(spec: JobSpec, stages: Sequence[str], address: str | None, fr
         check_paths_visible(ray, spec)  # a local path some node cannot see: refused before any actor starts
         ctx = StageContext(spec, store, ray, show_progress, retry_failed, hooks or StageHooks())
         for name in STAGES:
+            if name in stages and name in MATFREE_UNSUPPORTED and spec.compute.jacobian == "matfree":
+                # these stages read the per-sample Grams, which a matrix-free store does not hold
+                note = (f"stage {name} skipped: compute.jacobian: matfree stores hold eigenpairs, not the Grams "
+                        f"this stage reads (run it on a dense store; see docs/store.md)")
+                _log.warning(note)
+                report["stages"][name] = {"skipped": note}
+                continue
             if name in stages:
                 _log.info("stage %s: started (store %s)", name, spec.store.uri)
                 report["stages"][name] = stage_module(name).run(ctx)
@@ -179,7 +191,7 @@ def _submit_locked(spec: JobSpec, stages: Sequence[str], address: str | None, fr
                                                           if isinstance(v, (int, float, str))})
                 store.consolidate()
     report["summary"] = summarize(spec, store)
-    if "transfer" in stages and report_dir is not False:
+    if "transfer" in stages and "skipped" not in report["stages"].get("transfer", {}) and report_dir is not False:
         out = report_dir or default_report_dir(spec.store.uri)
         changed = any(_computed(n, r) for n, r in report["stages"].items())
         if report_dir or changed or not (Path(out) / "report.md").exists():

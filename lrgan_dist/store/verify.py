@@ -112,11 +112,24 @@ def _part_regions(store: Store) -> set[str]:
             if isinstance(r, dict) and (r.get("part") is not None or r.get("landmarks") is not None)}
 
 
-def _stage1_keys(L: Layout, parts: set[str]) -> list[str]:
+def _matfree_keys(store: Store) -> tuple[str, ...] | None:
+    """``compute.jacobian: matfree`` stores (issue 17) hold eigenpairs instead of Grams: the
+    per-region array names the jacobians stage writes there (``union_*`` only when created);
+    None for a dense store. The Gram arrays of a matrix-free store stay empty by design."""
+    compute = store.spec.get("compute", {}) if isinstance(store.spec, dict) else {}
+    if not isinstance(compute, dict) or compute.get("jacobian") != "matfree":
+        return None
+    names = [f"{a}_{side}" for a in ("basis", "eig", "residual", "union") for side in ("in", "out")]
+    r0 = store.layout.regions[0] if store.layout.regions else None
+    return tuple(n for n in names if not n.startswith("union") or (r0 is not None and f"regions/{r0}/{n}" in store.group))
+
+
+def _stage1_keys(L: Layout, parts: set[str], matfree: tuple[str, ...] | None = None) -> list[str]:
     """Per-sample arrays the jacobians stage writes (and a resume can recreate)."""
     keys = ["latents", "images", "status", "errors", *(["jacobians"] if L.keep_jacobians else [])]
     for r in L.regions:
-        keys += [f"regions/{r}/gram_in", f"regions/{r}/gram_out", *([f"regions/{r}/mask"] if r in parts else [])]
+        keys += [f"regions/{r}/{k}" for k in (matfree or ("gram_in", "gram_out"))]
+        keys += [f"regions/{r}/mask"] if r in parts else []
         if r in L.landmark_regions:
             keys += [f"regions/{r}/found", f"regions/{r}/reason"]
     return keys
@@ -270,7 +283,8 @@ def _scan_into(store: Store, s: _Scan, check_spec: bool, full: bool, threads: in
             s.problems.append(f"spec: stored spec does not parse ({exc})")
     metas, chunk_files = _index_listing(store.listing())
     parts = _part_regions(store)
-    stage1 = _stage1_keys(L, parts)
+    matfree = _matfree_keys(store)
+    stage1 = _stage1_keys(L, parts, matfree)
     h, w = L.grid
     # 1. metadata of every array against the table (text only: corrupt JSON never reaches zarr)
     checked = {p: _check_meta(store, p, L, s) for p in sorted(metas) if p}
@@ -343,7 +357,7 @@ def _scan_data(store: Store, s: _Scan, L: Layout, chunks: list[tuple[int, int]],
                 s.unfixable.append(msg)
     data_keys = [k for k in stage1 if k != "status" and k not in s.missing]
     finite_keys = {"latents", "jacobians", *(k for k in data_keys if k.startswith("regions/")
-                                             and k.rsplit("/", 1)[-1] in ("gram_in", "gram_out", "mask"))}
+                                             and k.rsplit("/", 1)[-1] in ("gram_in", "gram_out", "mask", *(_matfree_keys(store) or ())))}
     for a, b in chunks:
         finished = status[a:b] != PENDING
         if not finished.any() or (a, b) in s.units:
@@ -351,7 +365,8 @@ def _scan_data(store: Store, s: _Scan, L: Layout, chunks: list[tuple[int, int]],
         done = status[a:b] == DONE
         for key in data_keys:
             spec = spec_for(key, L)
-            ndim = len(geometry(key, L).shape)
+            # rank from the table row (free symbols such as the matrix-free k need no binding)
+            ndim = len(spec[0].shape) if spec is not None and "*tail" not in spec[0].shape else len(geometry(key, L).shape)
             if spec is not None and spec[0].presence and done.any():
                 size = _present(chunk_files, key, ndim, a, L.chunk)
                 if size is None:
@@ -537,8 +552,13 @@ def repair_for_resume(store: Store, full: bool = False) -> list[str]:
     done: list[str] = []
     units = set(s.units)
     if s.missing:
+        matfree = _matfree_keys(store) or ()
         for key in s.missing:
-            store.create_array(key)
+            if key.rsplit("/", 1)[-1] in matfree:  # k is bound by the jacobians stage, which (re)creates them
+                if key in g:
+                    del g[key]
+            else:
+                store.create_array(key)
             done.append(f"{key}: array missing or misshapen; recreated, every sample recomputed")
         units = set(L.chunks())
     for a, b in sorted(units):

@@ -52,3 +52,20 @@ def test_stylegan2_wplus_all_layers_matfree_cli(tmp_path):
             assert np.allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-4), label
     print(json.dumps({k: np.asarray(g[f"directions/centre/{k}/rank"][:]).tolist()
                       for k in ("jacobian_svd", "projected_svd", "lowrankgan")}))
+    # verify knows the matrix-free layout: the (empty) Gram arrays are not "missing chunks"
+    v = cli("inspect", str(tmp_path / "store.zarr"), "--verify", "--json", timeout=300)
+    assert v.returncode == 0, v.stdout + v.stderr
+    out = json.loads(v.stdout)
+    assert out.get("verify", out).get("problems") == []
+    # ... and a flipped-to-NaN basis row is found by the full scan
+    arr = zarr.open_array(str(tmp_path / "store.zarr" / "regions" / "centre" / "basis_in"), mode="r+")
+    arr[1] = np.nan
+    v = cli("inspect", str(tmp_path / "store.zarr"), "--verify", "--json", timeout=300)
+    assert v.returncode != 0 and "regions/centre/basis_in[1]" in v.stdout, v.stdout
+    arr[1] = b[1]
+    # the stages that read per-sample Grams are skipped with a note, not run on empty Grams
+    proc = cli("submit", str(spec), "--no-progress", "--json", timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stages = json.loads(proc.stdout)["stages"]
+    for name in ("population", "transfer", "previews"):
+        assert "matfree" in stages[name]["skipped"], stages
