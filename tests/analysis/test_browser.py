@@ -29,12 +29,12 @@ SHOTS = Path("/tmp")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     job = write_spec(tmp / "job.yaml", samples={"count": 8, "seed": 0}, store={"chunk_samples": 4},
-                     methods={"lowrankgan": {"lam": 0.25, "rank_tol": 1e-5}, "jacobian_svd": {}},
+                     methods={"lowrankgan": {"lam": 0.25, "rank_tol": 1e-5}, "jacobian_svd": {}, "ganspace": {}},
                      transfer={"sources": 2, "realized_pairs": 8, "similarity_samples": 4},
                      previews={"samples": 2, "directions": 2, "strengths": [-1, 0, 1]})
     rep = cli_json("submit", str(job), "--json", "--no-progress", "--report", str(tmp / "report"), timeout=900)
-    # 2 regions × 2 methods × (per-sample, population, consensus directions)
-    assert rep["stages"]["previews"]["units"] == 12, rep["stages"]["previews"]
+    # 2 regions × (2 methods × (per-sample, population, consensus directions) + ganspace's population directions)
+    assert rep["stages"]["previews"]["units"] == 14, rep["stages"]["previews"]
     store = tmp / "store.zarr"
     exp = cli_json("explore", str(store), "--out", str(tmp / "explorer"), "--json")
     assert exp["frames"] > 0
@@ -148,11 +148,13 @@ def test_explorer_in_browser(built, driver):
     # the population and consensus entries of the method picker load their own frames
     method = Select(driver.find_element("id", "method"))
     names = [o.text for o in method.options]
-    for src in ("population", "consensus"):
-        entries = [n for n in names if n.endswith(f"({src})")]
-        assert len(entries) == 2, names
-        method.select_by_visible_text(entries[0])
-        assert _wait(lambda: f"/{src}/f_" in (frame.get_attribute("src") or ""))
+    assert "ganspace" not in names and "ganspace (population)" in names, names  # population only
+    for src, entry in (("population", "jacobian_svd (population)"), ("consensus", "jacobian_svd (consensus)"),
+                       ("population", "ganspace (population)")):
+        assert len([n for n in names if n.endswith(f"({src})")]) == (3 if src == "population" else 2), names
+        method.select_by_visible_text(entry)
+        label = entry.split(" (")[0]
+        assert _wait(lambda: f"/{label}/{src}/f_" in (frame.get_attribute("src") or ""))
         assert _wait(lambda: driver.execute_script("const f = document.getElementById('frame');"
                                                    "return f.complete && f.naturalWidth > 0;"))
         shown = driver.execute_script("return Array.from(document.querySelectorAll('#scores-body td')).map(t => t.textContent)")
@@ -221,6 +223,10 @@ def test_report_numbers_match_the_store(built):
             sims.append(np.linalg.norm(Qa @ Qb.T) ** 2 / max(Qa.shape[0], Qb.shape[0]))
     assert int(rows[0]["samples"]) == len(sims)
     assert float(rows[0]["median_similarity"]) == pytest.approx(float(np.median(sims)), abs=2e-3)
+    # 3. the population-only method is listed in the population table with the rank of the centred latents
+    rows = [r for r in _md_table(md, "population_rank") if r["method"] == "ganspace"]
+    lat = g["latents"][:].astype(np.float64)[done]
+    assert len(rows) == 1 and int(rows[0]["population_rank"]) == np.linalg.matrix_rank(lat - lat.mean(0)) == done.size - 1
 
 
 def test_report_never_rebuilds_the_generator(built, tmp_path):
@@ -239,3 +245,4 @@ def test_report_never_rebuilds_the_generator(built, tmp_path):
     assert (tmp_path / "r" / "figures" / "edits_0.png").is_file()
     assert (tmp_path / "r" / "figures" / "population_edits_0.png").is_file()
     assert (tmp_path / "e" / "frames" / "eyes" / "jacobian_svd" / "consensus" / "f_0_0_0.png").is_file()
+    assert (tmp_path / "e" / "frames" / "eyes_mask" / "ganspace" / "population" / "f_0_0_0.png").is_file()
