@@ -60,23 +60,40 @@ def remote_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+#: Set by SIGINT / SIGTERM during a session. The handler also raises KeyboardInterrupt, but a
+#: signal that lands while the main thread runs a destructor (Ray's ObjectRef.__del__, ...)
+#: has its exception printed and dropped by Python; the driver's wait loops check this
+#: flag (:func:`check_interrupted`), so such a Ctrl-C still stops the run.
+_INTERRUPTED = threading.Event()
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    _INTERRUPTED.set()
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if SIGINT or SIGTERM arrived in this session (see :data:`_INTERRUPTED`)."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt("interrupted")
 
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt in the main thread (Ray's own handler would exit
-    the process mid-write and dump a native stack)."""
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the main thread and set the session's
+    interrupt flag (Ray's own SIGTERM handler would exit the process mid-write and dump a
+    native stack)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.signal(signal.SIGTERM, _interrupt)
+    _INTERRUPTED.clear()
+    old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        with contextlib.suppress(ValueError, TypeError):
-            signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+        for sig, handler in old.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -415,7 +432,8 @@ def run_tasks(ctx: StageContext, fn: Callable[..., Any], calls: Sequence[tuple[A
     with progress(description, sum(weight(k) for k in refs.values()), ctx.show_progress) as advance:
         pending = list(refs)
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+            check_interrupted()
+            ready, pending = ray.wait(pending, num_returns=1, timeout=60.0)
             for r in ready:
                 out = ray.get(r)
                 if on_result is not None:
@@ -498,6 +516,7 @@ class ActorPool:
         queue = list(units)
         attempts: dict[Any, int] = {}
         while queue or any(s.inflight for s in self.slots):
+            check_interrupted()
             self._fill(queue)
             refs = [r for s in self.slots for r in s.inflight]
             ready, _ = ray.wait(refs, num_returns=1, timeout=60.0)
