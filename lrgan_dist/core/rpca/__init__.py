@@ -40,7 +40,7 @@ Rooms:
   within ``gap_tol`` of the optimum; a problem stopped by ``max_iter`` returns the best
   feasible pair seen;
 * :mod:`.linalg`      — the SVT's eigensolvers: full ``eigh``/SVD, or (``eig="auto"`` from
-  d = 128) a warm-started block subspace iteration on the eigenpairs above the threshold;
+  d = 48) a warm-started block subspace iteration on the eigenpairs above the threshold;
 * :mod:`.solve`       — :func:`rpca`, the batched entry point and dispatcher.
 
 Cost model (d×d symmetric, per problem, float64): per iteration one ``eigh`` (≈ 9d³ flops)

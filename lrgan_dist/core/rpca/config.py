@@ -40,7 +40,7 @@ class RPCAConfig:
     structure: ``"auto"`` (symmetric path when M is square and ‖M − Mᵀ‖_F ≤ 1e-5‖M‖_F;
                it is then symmetrised), ``"symmetric"`` or ``"general"`` (SVD).
     dtype:     dtype of the iteration: ``"float64"`` (default), ``"float32"`` or ``"input"``.
-    eig:       ialm and fast on symmetric problems: ``"auto"`` (partial from d = 128 on),
+    eig:       ialm and fast on symmetric problems: ``"auto"`` (partial from d = 48 on),
                ``"full"`` (one eigh per iteration) or ``"partial"`` (warm-started subspace
                iteration on the eigenpairs above the threshold, see :class:`_PartialSVT`);
                the reference solver always uses full eigendecompositions.

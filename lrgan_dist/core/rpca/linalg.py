@@ -11,8 +11,9 @@ if TYPE_CHECKING:
 
 
 # eig="auto": partial eigendecompositions from this latent size on (below, a full eigh is
-# as cheap as the block steps)
-_PARTIAL_MIN_D = 128
+# as cheap as the block steps; crossover measured at d ≈ 48, docs/benchmarks.md "RPCA: the
+# partial SVT's threshold")
+_PARTIAL_MIN_D = 48
 
 
 def _shrink(X: Tensor, t: Tensor) -> Tensor:
