@@ -14,7 +14,8 @@ Sections (see README "Job spec reference" for every key and default)::
                                                  .npy file, or NVIDIA seed i (see SamplesSpec)
     grid:      {resolution, channels}            analysis grid h = w = resolution
     regions:   {NAME: {box | mask | preset | part | landmarks, units, labels, dilate}}
-    methods:   {LABEL: {method, ...params}}      LABEL defaults to the method name
+    methods:   {LABEL: {method, samples, ...params}}   LABEL defaults to the method name;
+                                                 samples: factorize the first N only
     compute:   {actors, batch_size, gpus_per_actor, torch_threads, jvp_chunk,
                 keep_jacobians, gram_dtype}
     store:     {uri, chunk_samples}
@@ -140,6 +141,13 @@ class MethodSpec:
     label: str
     method: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    # per-sample methods: factorize only samples 0 … samples − 1 (e.g. a λ sweep on a subset of
+    # a large job); None = every sample. Not a method parameter: not in the parameter hash.
+    samples: int | None = None
+
+    def sample_limit(self, count: int) -> int:
+        """How many samples (the first ones) this method factorizes in a job of ``count``."""
+        return count if self.samples is None else min(self.samples, count)
 
 
 @dataclass(frozen=True)
@@ -217,7 +225,9 @@ class JobSpec:
         """The resolved spec as plain JSON-able data (saved with every store)."""
         d = _plain(dataclasses.asdict(self))
         d["regions"] = {r.pop("name"): {k: v for k, v in r.items() if v is not None} for r in d["regions"]}
-        d["methods"] = {m["label"]: {"method": m["method"], **m["params"]} for m in d["methods"]}
+        d["methods"] = {m["label"]: {"method": m["method"], **m["params"],
+                                     **({"samples": m["samples"]} if m["samples"] is not None else {})}
+                        for m in d["methods"]}
         d.pop("base_dir")
         d.pop("work_dir")
         d["samples"] = {k: v for k, v in d["samples"].items() if v is not None}  # old specs read the same
@@ -845,6 +855,10 @@ def _parse_method(label: str, raw: Any, where: str | None = None) -> MethodSpec:
         raise SpecError(where, f"received {raw!r}; expected a mapping of parameters")
     raw = dict(raw or {})
     name = raw.pop("method", label)
+    samples = raw.pop("samples", None)
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise SpecError(f"{where}.samples", f"received {samples!r}; expected an integer >= 1 (factorize the first "
+                                            "N samples only) or null (every sample)")
     from lrgan_dist.core.methods import available_methods, get_method
 
     names = available_methods()
@@ -857,10 +871,13 @@ def _parse_method(label: str, raw: Any, where: str | None = None) -> MethodSpec:
         if isinstance(val, str) and _FRACTION.fullmatch(val):
             raw[key] = _parse_fraction(val, f"{where}.{key}")
     try:
-        get_method(name, **raw)
+        method = get_method(name, **raw)
     except (TypeError, ValueError) as exc:
         raise SpecError(where, str(exc)) from None
-    return MethodSpec(label=label, method=name, params=_freeze(raw))
+    if samples is not None and getattr(method, "population_only", False):
+        raise SpecError(f"{where}.samples", f"received {samples!r} for {name!r}, which factorizes the population "
+                                            "once; expected no samples key (it limits per-sample methods)")
+    return MethodSpec(label=label, method=name, params=_freeze(raw), samples=samples)
 
 
 # --------------------------------------------------------------------------- typed fields

@@ -100,6 +100,9 @@ def test_dry_run_writes_nothing(tmp_path):
     assert r["actors"] >= 1 and set(r["resources_per_actor"]) == {"CPU", "GPU", "torch_threads"}
     by = {a["path"]: a for a in r["arrays"]}
     assert by["latents"]["bytes"] == 64 * 64 * 4
+    # dense Grams: d direction rows per sample (the layout's free symbol r bound to d)
+    assert by["directions/eyes/lowrankgan/vectors"]["shape"] == [64, 64, 64]
+    assert by["regions/eyes/gram_in"]["shape"] == [64, 64, 64] and "regions/eyes/basis_in" not in by
     assert r["store_bytes"] == sum(a["bytes"] for a in r["arrays"]) > 0
     assert not store.exists()
     proc = cli("submit", str(ROOT / "jobs" / "quickstart.yaml"), "--dry-run", "--store", str(store))

@@ -36,7 +36,8 @@ class _LocalCluster:
 def dry_run(spec: JobSpec, address: str | None = None, stages: tuple[str, ...] | None = None) -> dict[str, Any]:
     from lrgan_dist.apply.build import make_generator
     from lrgan_dist.pipeline.runtime import worker_resources
-    from lrgan_dist.pipeline.stages.jacobians import plan_layout
+    from lrgan_dist.pipeline.stages.factorize import direction_rows
+    from lrgan_dist.pipeline.stages.jacobians import matfree_config, plan_layout
     from lrgan_dist.store.layout import TABLE, geometry
 
     gen = make_generator(spec, "cpu")
@@ -44,6 +45,12 @@ def dry_run(spec: JobSpec, address: str | None = None, stages: tuple[str, ...] |
     res = worker_resources(spec, _LocalCluster())
     units = len(layout.chunks())
     labels = [m.label for m in spec.methods]
+    # free symbols of the rows this job creates: direction rows, and the matrix-free k and union
+    matfree = spec.compute.jacobian == "matfree"
+    symbols = {"r": direction_rows(spec, layout.d)}
+    if matfree:
+        cfg = matfree_config(spec, layout.d)
+        symbols.update(k=cfg.k, u=2 * cfg.k)
     arrays: list[dict[str, Any]] = []
     skipped: list[str] = []
     for row in TABLE.values():
@@ -52,6 +59,10 @@ def dry_run(spec: JobSpec, address: str | None = None, stages: tuple[str, ...] |
                 skipped.append(row.stage)
             continue
         if row.when == "keep_jacobians" and not layout.keep_jacobians:
+            continue
+        if row.kind.startswith("matfree_") != matfree or row.kind in (("gram_in", "gram_out") if matfree else ()):
+            continue
+        if matfree and row.kind.startswith("matfree_union") and not cfg.union:
             continue
         paths = [row.path]
         if "{region}" in row.path:
@@ -69,7 +80,7 @@ def dry_run(spec: JobSpec, address: str | None = None, stages: tuple[str, ...] |
                 if path.split("/")[1] not in layout.landmark_regions:
                     continue
             try:
-                geo = geometry(path, layout)
+                geo = geometry(path, layout, **symbols)
             except ValueError:
                 continue
             if geo.dtype is str:

@@ -216,13 +216,15 @@ _SAMPLE_TABLE: tuple[ArraySpec, ...] = (
       for side, s in (("in", "R"), ("out", "B"))),
 )
 _DIRECTIONS_TABLE: tuple[ArraySpec, ...] = (
-    ArraySpec("directions_vectors", "directions/{region}/{label}/vectors", ("n", "d", "d"), ("chunk", "d", "d"),
+    # r = the most direction rows per sample: d for Grams; min(2k, d) on matrix-free stores
+    # (pipeline.stages.factorize.direction_rows), bound when the group is created
+    ArraySpec("directions_vectors", "directions/{region}/{label}/vectors", ("n", "r", "d"), ("chunk", "r", "d"),
               "f4", np.nan, ("sample", "direction", "latent"), "unit directions per sample, best first, NaN-padded",
               "factorize", per_sample=True),
     ArraySpec("directions_rank", "directions/{region}/{label}/rank", ("n",), ("chunk",), "i4", -1, ("sample",),
               "number of directions found per sample (-1: not computed)", "factorize", presence=True,
               per_sample=True),
-    ArraySpec("directions_spectrum", "directions/{region}/{label}/spectrum", ("n", "d"), ("chunk", "d"), "f4",
+    ArraySpec("directions_spectrum", "directions/{region}/{label}/spectrum", ("n", "r"), ("chunk", "r"), "f4",
               np.nan, ("sample", "component"), "the method's spectrum per sample, descending", "factorize",
               per_sample=True),
     ArraySpec("directions_status", "directions/{region}/{label}/status", ("n",), ("chunk",), "u1", PENDING,

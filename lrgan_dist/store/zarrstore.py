@@ -368,8 +368,12 @@ class Store:
 
     # ------------------------------------------------------------------ directions
     def direction_group(self, region: str, label: str, method: str, params: Mapping[str, Any], param_hash: str,
-                        diagnostics: Mapping[str, tuple[str, tuple[int, ...]]] | None = None) -> str:
+                        diagnostics: Mapping[str, tuple[str, tuple[int, ...]]] | None = None,
+                        rows: int | None = None) -> str:
         """Path of the per-sample result group for (region, label); create it if absent.
+
+        ``rows``: the most direction rows per sample (``vectors`` [N, rows, d], ``spectrum``
+        [N, rows]); default d.
 
         A label whose stored parameters differ gets a new group ``<label>@<hash>``
         rather than a silent overwrite (the original stays as it was; see
@@ -381,8 +385,9 @@ class Store:
         if path is None:
             base = f"directions/{region}/{label}"
             path = base if base not in self.group else f"{base}@{param_hash[:8]}"
+            r = self.layout.d if rows is None else rows
             for name in ("vectors", "rank", "spectrum", "status"):
-                self.create_array(f"{path}/{name}")
+                self.create_array(f"{path}/{name}", **({"r": r} if name in ("vectors", "spectrum") else {}))
             # attributes last: a group counts as found only once its arrays exist
             self.group[path].attrs.update({"method": method, "params": dict(params), "param_hash": param_hash,
                                            "label": label, "region": region, "created": _now()})

@@ -25,6 +25,13 @@ def test_stylegan2_wplus_all_layers_matfree_cli(tmp_path):
                  "matfree_tol": 1e-3, "matfree_blocks": 8},
         store={"uri": str(tmp_path / "store.zarr"), "chunk_samples": 2},
     )
+    # the dry run counts the matrix-free arrays and 2k direction rows, not d x d Grams or rows
+    dry = cli("submit", str(spec), "--dry-run", "--json", timeout=300)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    planned = {a["path"]: a["shape"] for a in json.loads(dry.stdout)["arrays"]}
+    assert "regions/centre/gram_in" not in planned and planned["regions/centre/basis_in"] == [4, 6, 96]
+    assert planned["regions/centre/union_out"] == [4, 12, 12]
+    assert planned["directions/centre/lowrankgan/vectors"] == [4, 12, 96]
     proc = cli("submit", str(spec), "--stages", "jacobians,factorize", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     g = zarr.open_group(str(tmp_path / "store.zarr"), mode="r")
@@ -44,6 +51,9 @@ def test_stylegan2_wplus_all_layers_matfree_cli(tmp_path):
         assert (np.asarray(grp["status"][:]) == 1).all(), label
         rank = np.asarray(grp["rank"][:])
         v = np.asarray(grp["vectors"][:])
+        # rows of the compressed problem (2k = 12), not d = 96: a W+ store at d = 9 216 holds
+        # 2k·d numbers per sample and method instead of d²
+        assert v.shape == (4, 12, d) and np.asarray(grp["spectrum"][:]).shape == (4, 12), label
         # lowrankgan may find none: within the 2k-dim union the rest's Gram of a random StyleGAN2 is
         # full rank (no null space); jacobian_svd / projected_svd always have directions here
         assert (rank >= (0 if label == "lowrankgan" else 1)).all(), label

@@ -33,6 +33,7 @@ from lrgan_dist.core.matfree import compressed_directions
 from lrgan_dist.core.methods import get_method
 from lrgan_dist.core.subspaces import orth_bases
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_tasks
+from lrgan_dist.pipeline.stages.jacobians import matfree_config
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, FAILED, PENDING, Store, diagnostic_fill
 
@@ -61,16 +62,27 @@ def span_dimension(vectors: np.ndarray) -> np.ndarray:
     return orth_bases(vectors)[1].astype(np.int32)
 
 
+def direction_rows(spec: JobSpec, d: int) -> int:
+    """The most direction rows a sample can get (the ``r`` of ``directions/…/vectors`` [N, r, d]):
+    d from the dense Grams; on matrix-free stores min(2k, d), the size of the compressed
+    problem's union basis (:func:`lrgan_dist.core.matfree.compressed_directions`), so a
+    W+ store at d = 9 216 holds 2k·d numbers per sample and method, not d²."""
+    if spec.compute.jacobian != "matfree":
+        return d
+    return min(2 * matfree_config(spec, d).k, d)
+
+
 def result_groups(spec: JobSpec, store: Store) -> list[tuple[str, str, str]]:
     """(region, label, group path) for every per-sample method of the spec; creates groups."""
     out = []
+    rows = direction_rows(spec, store.layout.d)
     for m in spec.methods:
         method = get_method(m.method, **m.params)
         if getattr(method, "population_only", False):
             continue
         for r in store.layout.regions:
             path = store.direction_group(r, m.label, m.method, m.params, method.param_hash(),
-                                         _schema(method, store.layout.d))
+                                         _schema(method, store.layout.d), rows=rows)
             out.append((r, m.label, path))
     return out
 
@@ -80,14 +92,22 @@ def _schema(method: Any, d: int) -> dict[str, tuple[str, tuple[int, ...]]]:
     return {**method.diagnostics_schema(d), SPAN: ("i4", ())}
 
 
-def pending_units(store: Store, groups: list[Group]) -> list[Unit]:
-    """(chunk, group) pairs where some sample finished the jacobians stage but not this group."""
+def in_subset(spec: JobSpec, label: str, start: int, stop: int) -> np.ndarray:
+    """[stop − start] bool: the samples of [start, stop) that method ``label`` factorizes (its
+    ``samples`` limit: the first N of the job; every sample without one)."""
+    m = next(m for m in spec.methods if m.label == label)
+    return np.arange(start, stop) < m.sample_limit(spec.samples.count)
+
+
+def pending_units(spec: JobSpec, store: Store, groups: list[Group]) -> list[Unit]:
+    """(chunk, group) pairs where some sample finished the jacobians stage but not this group
+    (within the method's ``samples`` limit)."""
     s = store.status()
     out: list[Unit] = []
     todo = {}
     for g in groups:
         fs = np.asarray(store.group[f"{g[2]}/status"][:])
-        todo[g] = (fs == PENDING) & (s != PENDING)
+        todo[g] = (fs == PENDING) & (s != PENDING) & in_subset(spec, g[1], 0, s.shape[0])
     for a, b in store.layout.chunks():  # chunk-major: a chunk's groups run close together
         out.extend((a, b, g) for g in groups if todo[g][a:b].any())
     return out
@@ -124,18 +144,25 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
             # precision for their tolerances (lowrankgan drop_tol="auto")
             by_region[region] = (torch.as_tensor(gi[region_ok[region]], device=device),
                                  torch.as_tensor(go[region_ok[region]], device=device))
-        ok = region_ok[region]
+        sub = in_subset(spec, label, start, stop)
+        ok = region_ok[region] & sub
         m = labels[label]
         method = get_method(m.method, **m.params)
-        vectors = np.full((n, d, d), np.nan, dtype=np.float32)
+        rows = int(store.group[f"{path}/vectors"].shape[1])  # direction_rows when the group was made
+        vectors = np.full((n, rows, d), np.nan, dtype=np.float32)
         rank = np.full(n, -1, dtype=np.int32)
-        spectrum = np.full((n, d), np.nan, dtype=np.float32)
-        st = np.where((status == FAILED) | ((status == DONE) & ~ok), FAILED, PENDING).astype(np.uint8)
-        g_in, g_out = (by_region[region]["basis_in"], None) if matfree else by_region[region]
+        spectrum = np.full((n, rows), np.nan, dtype=np.float32)
+        # failed: the sample failed upstream or has no face in this region; outside the method's
+        # samples limit: pending (never computed, never failed)
+        st = np.where(sub & ((status == FAILED) | ((status == DONE) & ~ok)), FAILED, PENDING).astype(np.uint8)
+        keep = torch.as_tensor(sub[region_ok[region]])  # rows of the region's inputs this method factorizes
+        inputs = by_region[region] if bool(keep.all()) else (
+            {k: v[keep] for k, v in by_region[region].items()} if matfree else tuple(x[keep] for x in by_region[region]))
+        g_in, g_out = (inputs["basis_in"], None) if matfree else inputs
         if g_in.shape[0]:
-            res = compressed_directions(m.method, m.params, **by_region[region]) if matfree else method(g_in, cast(torch.Tensor, g_out))
+            res = compressed_directions(m.method, m.params, **inputs) if matfree else method(g_in, cast(torch.Tensor, g_out))
             v = res.vectors.detach().float().cpu().numpy()
-            kd = min(v.shape[1], d)  # matfree: [B, k or 2k, d] rows into the [n, d, d] array
+            kd = min(v.shape[1], rows)  # matfree: [B, k or 2k, d] rows into the [n, rows, d] array
             vectors[ok, :kd] = v[:, :kd]
             rank[ok] = np.minimum(res.rank.detach().cpu().numpy(), kd)
             spectrum[ok, :kd] = res.spectrum.detach().float().cpu().numpy()[:, :kd]
@@ -172,7 +199,7 @@ def _read_matfree(store: Store, region: str, start: int, stop: int, ok: np.ndarr
 
 def plan(ctx: StageContext) -> tuple[list[Group], list[Unit]]:
     groups = result_groups(ctx.spec, ctx.store)
-    return groups, pending_units(ctx.store, groups)
+    return groups, pending_units(ctx.spec, ctx.store, groups)
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
