@@ -28,7 +28,7 @@ def test_grid_equals_the_hand_written_entries_of_the_faces_job():
     faces = yaml.safe_load((ROOT / "jobs" / "faces_dcgan.yaml").read_text())["methods"]
     hand = {k: v for k, v in faces.items() if k.startswith("lowrankgan_lam")}
     assert sorted(hand) == ["lowrankgan_lam0.03", "lowrankgan_lam0.3"]
-    grid = {"lowrankgan": {"lam": [0.03, 0.3], "tol": 1.0e-6, "max_iter": 1000}}
+    grid = {"lowrankgan": {"lam": [0.03, 0.3], "tol": 1.0e-6, "max_iter": 1000, "samples": 64}}
     a, b = parse_spec({**MIN, "methods": grid}), parse_spec({**MIN, "methods": hand})
     assert a.methods == b.methods
     assert a.to_dict() == b.to_dict() and a.data_fingerprint() == b.data_fingerprint()

@@ -60,8 +60,8 @@ def dry_run(spec: JobSpec, address: str | None = None, stages: tuple[str, ...] |
             continue
         if row.when == "keep_jacobians" and not layout.keep_jacobians:
             continue
-        if row.kind.startswith("matfree_") != matfree or row.kind in (("gram_in", "gram_out") if matfree else ()):
-            continue
+        if (row.kind.startswith("matfree_") and not matfree) or (matfree and row.kind in ("gram_in", "gram_out")):
+            continue  # a store holds either the Grams or the matrix-free eigenpairs
         if matfree and row.kind.startswith("matfree_union") and not cfg.union:
             continue
         paths = [row.path]

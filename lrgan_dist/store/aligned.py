@@ -3,7 +3,7 @@
 Per-sample directions ``directions/<region>/<label>/vectors`` carry an arbitrary sign. The
 population stage stores, per (region, method), the sign of every per-sample direction
 under the rule of :func:`lrgan_dist.core.subspaces.align_signs` (match to the population
-direction of smallest angle) as ``population/<region>/<label>/sign`` int8 [n, d]
+direction of smallest angle) as ``population/<region>/<label>/sign`` int8 [n, r]
 (+1 kept, −1 flipped, 0 not defined). Directions are never rewritten: every reader that
 shows or exports a direction's *sign* (previews, the transfer stage's source vectors,
 ``lrgan-dist export``, the analysis loaders) calls :func:`read_directions`, which applies

@@ -257,7 +257,7 @@ _POPULATION_TABLE: tuple[ArraySpec, ...] = (
               "population", units="1"),
     # issue 15: sign of each per-sample direction that aligns it with its population match
     # (lrgan_dist.core.subspaces.align_signs); applied by lrgan_dist.store.aligned.read_directions
-    ArraySpec("population_sign", "population/{region}/{label}/sign", ("n", "d"), ("chunk", "d"), "i1", 0,
+    ArraySpec("population_sign", "population/{region}/{label}/sign", ("n", "r"), ("chunk", "r"), "i1", 0,
               ("sample", "direction"), "sign s of each per-sample direction: s*v has a non-negative inner product "
               "with the population direction of smallest angle (0: direction not defined)", "population",
               flags=((-1, "flipped"), (0, "undefined"), (1, "kept")), per_sample=True),

@@ -21,7 +21,7 @@
    task per chunk applies :func:`lrgan_dist.core.subspaces.align_signs` (each direction's
    sign against the population direction of smallest angle, same region and method; the
    consensus directions where the population has none: the array's ``reference`` attribute) and
-   writes that chunk of ``population/<region>/<label>/sign`` int8 [n, d] (one writer per
+   writes that chunk of ``population/<region>/<label>/sign`` int8 [n, r] (one writer per
    chunk; 0 where the sample or direction is not defined). Directions are never
    rewritten; readers apply the signs through :func:`lrgan_dist.store.aligned.read_directions`.
 
@@ -264,7 +264,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 rk = int(res.rank[0])
                 ref, U = (("population", res.vectors[0, :rk].double().numpy()) if rk else
                           ("consensus", cv[np.nan_to_num(cs) > CONSENSUS_MIN]))
-                create_array(g, "sign", (L.n, L.d)).attrs["reference"] = ref
+                rows = store.group[f"{by_key[key]}/vectors"].shape[1]  # the directions' r
+                create_array(g, "sign", (L.n, rows)).attrs["reference"] = ref
                 sign_groups.append((by_key[key], f"{g.path}/sign", U))
             out["groups"].append({"region": r, "method": m.label, "rank": int(res.rank[0])})
     if sign_groups:  # issue 15: per-sample signs against the population directions, one task per chunk
