@@ -78,22 +78,38 @@ def check_interrupted() -> None:
         raise KeyboardInterrupt("interrupted")
 
 
+#: the signals a session turns into KeyboardInterrupt
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGINT raise KeyboardInterrupt in the main thread and set the session's
-    interrupt flag (Ray's own SIGTERM handler would exit the process mid-write and dump a
-    native stack)."""
+def _handlers_restored() -> Iterator[None]:
+    """On leaving, put the SIGTERM and SIGINT handlers back as they were on entry (main
+    thread only: Python delivers signals there). ``signal.signal`` reinstalls the handler in
+    the OS too, over whatever a native library set meanwhile."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _INTERRUPTED.clear()
-    old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    old = {sig: signal.getsignal(sig) for sig in _SIGNALS}
     try:
         yield
     finally:
         for sig, handler in old.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the main thread and set the session's
+    interrupt flag (Ray's own SIGTERM handler would exit the process mid-write and dump a
+    native stack); the previous handlers are restored on leaving."""
+    with _handlers_restored():
+        if threading.current_thread() is threading.main_thread():
+            _INTERRUPTED.clear()
+            for sig in _SIGNALS:
+                signal.signal(sig, _interrupt)
+        yield
 
 
 @contextlib.contextmanager
@@ -111,7 +127,10 @@ def _worker_errors() -> Iterator[None]:
 
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[Any]:
-    """Yield an initialised ``ray`` module; stop Ray afterwards only if we started it."""
+    """Yield an initialised ``ray`` module; stop Ray afterwards only if we started it.
+
+    The SIGTERM and SIGINT handlers are the caller's again when this returns (``ray.init``
+    installs a SIGTERM handler of its own, ``sys.exit``, that would otherwise outlive the session)."""
     local = address in (None, "", "local")
     if not local:
         prepare_auth()  # before ray is imported: Ray reads RAY_AUTH_MODE once, when it loads
@@ -121,30 +140,31 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
         with _sigterm_as_interrupt(), _worker_errors():
             yield ray
         return
-    if local:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        kwargs: dict[str, Any] = dict(
-            address="local",
-            _node_ip_address="127.0.0.1",
-            include_dashboard=False,
-            log_to_driver=True,
-            configure_logging=True,
-            logging_level="WARNING",
-        )
-        if num_cpus is not None:
-            kwargs["num_cpus"] = num_cpus
-        if num_gpus is not None:
-            kwargs["num_gpus"] = num_gpus
-        # Workers import lrgan_dist from the same environment as the driver.
-        ray.init(**kwargs)
-    else:
-        connect(ray, str(address))
-    try:
-        # installed after ray.init, which sets a SIGTERM handler of its own for drivers
-        with _sigterm_as_interrupt(), _worker_errors():
-            yield ray
-    finally:
-        ray.shutdown()
+    with _handlers_restored():  # restored after ray.shutdown: not Ray's handler
+        if local:
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            kwargs: dict[str, Any] = dict(
+                address="local",
+                _node_ip_address="127.0.0.1",
+                include_dashboard=False,
+                log_to_driver=True,
+                configure_logging=True,
+                logging_level="WARNING",
+            )
+            if num_cpus is not None:
+                kwargs["num_cpus"] = num_cpus
+            if num_gpus is not None:
+                kwargs["num_gpus"] = num_gpus
+            # Workers import lrgan_dist from the same environment as the driver.
+            ray.init(**kwargs)
+        else:
+            connect(ray, str(address))
+        try:
+            # installed after ray.init, which sets a SIGTERM handler of its own for drivers
+            with _sigterm_as_interrupt(), _worker_errors():
+                yield ray
+        finally:
+            ray.shutdown()
 
 
 # ----------------------------------------------------------------------------- cluster connection

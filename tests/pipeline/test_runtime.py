@@ -1,7 +1,10 @@
-"""Runtime: breadth-first actor pool, worker errors as the worker's own exception (SIGTERM and Ctrl-C: tests/test_fault_matrix.py)."""
+"""Runtime: breadth-first actor pool, worker errors as the worker's own exception, the caller's
+signal handlers back after a session (SIGTERM and Ctrl-C during a run: tests/test_fault_matrix.py)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -82,3 +85,34 @@ def test_two_actors_two_units_and_constructor_errors_fail_once(tmp_path):
         assert bad.restarts == 0
         assert "\n" not in str(info.value) and "bad store" in str(info.value)
         assert type(info.value) is StoreError
+
+
+# the caller's handlers record the signals; Ray's would sys.exit (SIGTERM) and, with the OS
+# handler reset after ray.shutdown, a SIGTERM would kill the process
+_HANDLERS_BACK = """
+import os, signal, sys, time
+from lrgan_dist.pipeline.runtime import ray_session
+
+got = []
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda s, f: got.append(s))
+before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+with ray_session(num_cpus=1):
+    pass
+assert all(signal.getsignal(sig) is h for sig, h in before.items()), signal.getsignal(signal.SIGTERM)
+for sig in (signal.SIGTERM, signal.SIGINT):
+    os.kill(os.getpid(), sig)
+time.sleep(0.2)
+print(sorted(got))
+"""
+
+
+@pytest.mark.slow
+def test_ray_session_gives_the_signal_handlers_back():
+    from lrgan_dist.testing.cli import ROOT
+    from lrgan_dist.testing.ray_local import ray_env
+
+    env = dict(ray_env(), PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", _HANDLERS_BACK], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[2, 15]" in proc.stdout.splitlines(), proc.stdout
