@@ -211,11 +211,11 @@ def auth_error(address: str, exc: BaseException) -> Exception:
 
 
 def connect(ray: Any, address: str) -> None:
-    """``ray.init`` to a running cluster: reachable (:func:`check_address`), token handled
-    (:func:`prepare_auth`; a refusal is one line naming RAY_AUTH_TOKEN), and the cluster's
-    lrgan_dist, torch and ray the driver's (:func:`check_cluster_versions`)."""
+    """``ray.init`` to a running cluster: reachable (:func:`check_address`), a refused token
+    one line naming RAY_AUTH_TOKEN, and the cluster's lrgan_dist, torch and ray the driver's
+    (:func:`check_cluster_versions`). Token mode is set by :func:`prepare_auth`, which must
+    run before ``ray`` is imported (:func:`ray_session` calls it first)."""
     check_address(address)
-    prepare_auth()  # takes effect only if Ray is not loaded yet (ray_session calls it first)
     try:
         ray.init(address=address, logging_level="WARNING")
     except ConnectionError as exc:
