@@ -12,9 +12,9 @@ which runs the ordinary ``lrgan-dist`` command line with ``Faults`` handed to
 
 :func:`interrupt` is the one "start a slowed run, wait until it has made progress, deliver
 a fault, wait for the exit" loop of the fault tests (tests/test_fault_matrix.py,
-tests/test_hardening.py); :func:`read_trace` reads what ``--trace`` recorded (which unit
-started in which worker process), so a test can wait for a given stage and kill the
-worker that runs it.
+tests/pipeline/test_fault_tolerance.py, tests/store/test_s3.py); :func:`read_trace` reads
+what ``--trace`` recorded (which unit started in which worker process), so a test can wait
+for a given stage and kill the worker that runs it.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import pytest
 import zarr
 
 from lrgan_dist.testing.cli import write_spec
-from lrgan_dist.testing.faults import Faults, cli_command
+from lrgan_dist.testing.faults import Faults, cli_command, interrupt
 from lrgan_dist.testing.ray_local import descendants, local_cluster, ray_env
 
 DELAY = 0.6  # seconds per jacobians unit, so faults strike mid-run
@@ -186,17 +186,10 @@ def test_driver_killed_and_resubmitted(cluster, tmp_path, reference):
     job = _spec(tmp_path, store)
     cmd = cli_command("submit", str(job), "--address", cluster.address, "--no-progress", "--stages", STAGES,
                       unit_delay=DELAY)
-    env = ray_env()
-    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    try:
-        _wait_done(store, CHUNK)
-        os.killpg(driver.pid, signal.SIGKILL)
-    finally:
-        driver.wait(timeout=30)
+    interrupt(cmd, lambda: bool((_status(store) == 1).sum() >= CHUNK), signal.SIGKILL, timeout=120)
     partial = int((_status(store) == 1).sum())
     assert 0 < partial < N, partial
-    proc = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd + ["--json"], env=ray_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     import json
 

@@ -85,28 +85,22 @@ def test_s3_store_submit_inspect_resume(s3, tmp_path, monkeypatch):
     job = write_spec(tmp_path / "job.yaml", samples={"count": 16}, methods={"jacobian_svd": {}},
                      compute={"actors": 2}, store={"uri": uri, "chunk_samples": 4})
     # Interrupt a first run after some chunks are done, then resume it.
-    from lrgan_dist.testing.faults import cli_command  # slows units down (StageHooks)
-
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-
-    driver = subprocess.Popen(cli_command("submit", str(job), "--no-progress", unit_delay=1.0), env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     import zarr
 
     from lrgan_dist.store.zarrstore import open_group
+    from lrgan_dist.testing.faults import cli_command, interrupt  # slows units down (StageHooks)
 
-    t0 = time.monotonic()
     done = 0
-    while time.monotonic() - t0 < 180:
+
+    def progressed() -> bool:
+        nonlocal done
         try:
             done = int((open_group(uri, "r")["status"][:] == 1).sum())
-        except Exception:
+        except Exception:  # store not created yet
             done = 0
-        if done >= 4 or driver.poll() is not None:
-            break
-        time.sleep(0.2)
-    os.killpg(driver.pid, signal.SIGINT)
-    driver.wait(timeout=60)
+        return done >= 4
+
+    interrupt(cli_command("submit", str(job), "--no-progress", unit_delay=1.0), progressed, signal.SIGINT, timeout=180)
     assert 4 <= done
     # --no-report: the report of a remote store would default to ./t1-report in the working directory
     report = json.loads(cli("submit", str(job), "--json", "--no-progress", "--no-report", check=True).stdout)
