@@ -124,6 +124,10 @@ def _matfree_keys(store: Store) -> tuple[str, ...] | None:
     return tuple(n for n in names if not n.startswith("union") or (r0 is not None and f"regions/{r0}/{n}" in store.group))
 
 
+#: per-sample arrays of a landmark region beside its mask: face found (u1), reason (text)
+_LANDMARK_FLAGS = ("found", "reason")
+
+
 def _stage1_keys(L: Layout, parts: set[str], matfree: tuple[str, ...] | None = None) -> list[str]:
     """Per-sample arrays the jacobians stage writes (and a resume can recreate)."""
     keys = ["latents", "images", "status", "errors", *(["jacobians"] if L.keep_jacobians else [])]
@@ -131,7 +135,7 @@ def _stage1_keys(L: Layout, parts: set[str], matfree: tuple[str, ...] | None = N
         keys += [f"regions/{r}/{k}" for k in (matfree or ("gram_in", "gram_out"))]
         keys += [f"regions/{r}/mask"] if r in parts else []
         if r in L.landmark_regions:
-            keys += [f"regions/{r}/found", f"regions/{r}/reason"]
+            keys += [f"regions/{r}/{flag}" for flag in _LANDMARK_FLAGS]
     return keys
 
 
@@ -356,8 +360,9 @@ def _scan_data(store: Store, s: _Scan, L: Layout, chunks: list[tuple[int, int]],
                 s.problems.append(msg)
                 s.unfixable.append(msg)
     data_keys = [k for k in stage1 if k != "status" and k not in s.missing]
+    # every per-region array of the stage is numbers (Grams or eigenpairs, masks) but the landmark flags
     finite_keys = {"latents", "jacobians", *(k for k in data_keys if k.startswith("regions/")
-                                             and k.rsplit("/", 1)[-1] in ("gram_in", "gram_out", "mask", *(_matfree_keys(store) or ())))}
+                                             and k.rsplit("/", 1)[-1] not in _LANDMARK_FLAGS)}
     for a, b in chunks:
         finished = status[a:b] != PENDING
         if not finished.any() or (a, b) in s.units:
