@@ -16,6 +16,9 @@ a sample's region" calls this one (issue 12: one definition of each rule).
 * **Inert rule** (:data:`INERT_FRAC`): the same 1e-5 of a random direction's energy is the
   floor of LowRankGAN's keep rule (:func:`lrgan_dist.core.lowrankgan.project_directions`)
   and of the transfer scores' ``inert`` flag at a target (:func:`lrgan_dist.core.scores.inert`).
+* **Defined rows** (:func:`defined_rows`): a row of a direction array is a direction when it
+  is finite and non-zero (NaN padding, a zeroed row are not); every rule here and the
+  previews' matched step skip the other rows.
 * **Orthonormal-basis policy** (:func:`orth_bases`, :func:`orth`): NaN rows are ignored,
   the remaining rows are scaled to unit length, and a singular value σ of the stack counts
   when ``σ > ORTH_TOL · σ_max`` with ``ORTH_TOL = 1e-6``. Stored directions are float32
@@ -49,7 +52,7 @@ import numpy as np
 
 __all__ = ["INERT_FRAC", "ORTH_TOL", "CARRY_FRAC", "region_energy", "random_energy", "carrying", "source_energy",
            "orth", "orth_bases", "subspace_sines", "subspace_coverage", "subspace_similarity", "ALIGN_TOL", "CONSENSUS_MIN",
-           "align_signs", "apply_signs"]
+           "align_signs", "apply_signs", "defined_rows"]
 
 #: a direction is inert at a sample below this fraction of a random unit direction's energy
 INERT_FRAC = 1e-5
@@ -67,6 +70,16 @@ def _f64(a: Any) -> np.ndarray:
     if hasattr(a, "detach"):  # a torch tensor, without importing torch here
         a = a.detach().cpu().numpy()
     return np.asarray(a, dtype=np.float64)
+
+
+def defined_rows(V: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of V [..., k, d] that are directions: finite and non-zero (NaN padding and
+    zero rows are not). Returns (ok [..., k] bool, V float64 with the other rows zeroed,
+    norm [..., k] of the rows)."""
+    V = _f64(V)
+    norm = np.linalg.norm(np.nan_to_num(V), axis=-1)
+    ok = np.isfinite(V).all(axis=-1) & (norm > 0)
+    return ok, np.where(ok[..., None], np.nan_to_num(V), 0.0), norm
 
 
 def region_energy(V: np.ndarray, M: np.ndarray) -> np.ndarray:
@@ -122,15 +135,14 @@ def orth_bases(V: np.ndarray, keep: np.ndarray | None = None, tol: float = ORTH_
     if V.ndim != 3:
         raise ValueError(f"V: expected shape [*, *, *], received {list(V.shape)}")
     M_, k, d = V.shape
-    norm = np.linalg.norm(np.nan_to_num(V), axis=2)
-    ok = np.isfinite(V).all(axis=2) & (norm > 0)
+    ok, Vz, norm = defined_rows(V)
     if keep is not None:
         ok &= np.asarray(keep, dtype=bool)
     # Kept rows first, then only as many rows as the largest kept set (the NaN padding of
     # [N, d, d] results would otherwise make every SVD d×d).
     kmax = max(1, int(ok.sum(axis=1).max())) if M_ else 1
     first = np.argsort(~ok, axis=1, kind="stable")[:, :kmax]
-    U = np.where(ok[..., None], np.nan_to_num(V) / np.where(norm > 0, norm, 1.0)[..., None], 0.0)
+    U = np.where(ok[..., None], Vz / np.where(norm > 0, norm, 1.0)[..., None], 0.0)
     rows = np.take_along_axis(U, first[..., None], axis=1)  # [M, kmax, d]
     if M_ == 0:
         return np.zeros((0, 0, d)), np.zeros(0, dtype=np.int64)
@@ -224,12 +236,9 @@ def align_signs(V: np.ndarray, U: np.ndarray, tol: float = ALIGN_TOL) -> np.ndar
     V, U = _f64(V), _f64(U)
     if U.ndim != 2 or U.shape[-1] != V.shape[-1]:
         raise ValueError(f"U: expected shape [*, {V.shape[-1]}], received {list(U.shape)}")
-    norm = np.linalg.norm(np.nan_to_num(V), axis=-1)
-    ok = np.isfinite(V).all(axis=-1) & (norm > 0)
-    Vz = np.where(ok[..., None], np.nan_to_num(V), 0.0)
-    un = np.linalg.norm(np.nan_to_num(U), axis=-1)
-    Uu = U[np.isfinite(U).all(axis=-1) & (un > 0)]
-    Uu = Uu / np.linalg.norm(Uu, axis=-1, keepdims=True)
+    ok, Vz, norm = defined_rows(V)
+    u_ok, _, un = defined_rows(U)
+    Uu = U[u_ok] / un[u_ok, None]
     top = np.take_along_axis(Vz, np.abs(Vz).argmax(axis=-1)[..., None], axis=-1)[..., 0]
     s = np.where(top < 0, -1, 1)  # fallback: the largest coordinate positive
     if Uu.shape[0]:

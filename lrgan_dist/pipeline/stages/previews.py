@@ -85,7 +85,7 @@ import numpy as np
 import torch
 
 from lrgan_dist.core.digest import json_sha256, to_jsonable
-from lrgan_dist.core.subspaces import CONSENSUS_MIN, align_signs, apply_signs
+from lrgan_dist.core.subspaces import CONSENSUS_MIN, align_signs, apply_signs, defined_rows
 from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 from lrgan_dist.spec import JobSpec
@@ -121,8 +121,7 @@ def matched_step(V: np.ndarray, gi: np.ndarray, go: np.ndarray, a_in: np.ndarray
     ``energy_in``/``energy_out`` (vᵀM_R v, vᵀM_B v), ``locality`` (the share
     ΣR·vᵀM_R v / ‖J v‖²) and ``finite`` (bool, the row is defined).
     """
-    finite = np.isfinite(V).all(axis=2) & (np.linalg.norm(np.nan_to_num(V), axis=2) > 0)
-    Vz = np.where(finite[..., None], np.nan_to_num(V), 0.0)
+    finite, Vz, _ = defined_rows(V)
     with np.errstate(invalid="ignore", divide="ignore"):
         e_in = np.einsum("skd,sde,ske->sk", Vz, gi, Vz)
         e_out = np.einsum("skd,sde,ske->sk", Vz, go, Vz)
