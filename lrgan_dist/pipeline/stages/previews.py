@@ -152,24 +152,34 @@ class PreviewPlan:
                 "size": self.size, "groups": [list(g) for g in self.groups], "population": self.population}
 
 
-def _areas(store: Store, region: str, samples: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """ΣR and ΣB = Σ(1 − R) per sample, [S] each."""
+def _masks(store: Store, region: str, samples: list[int]) -> np.ndarray:
+    """The region's mask R at each sample, [S, h, w] float64 (NaN read as 0)."""
     arr = store.group[f"regions/{region}/mask"]
     if arr.ndim == 2:
         m = np.broadcast_to(np.asarray(arr[...], dtype=np.float64), (len(samples), *arr.shape))
     else:
         m = np.asarray(arr.oindex[np.asarray(samples, dtype=np.int64)], dtype=np.float64)
-    m = np.nan_to_num(m)
-    a_in = m.sum(axis=(1, 2))
-    return a_in, m.shape[1] * m.shape[2] - a_in
+    return np.nan_to_num(m)
+
+
+def _areas(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ΣR and ΣB = Σ(1 − R) per sample, [S] each, of masks [S, h, w]."""
+    a_in = masks.sum(axis=(1, 2))
+    return a_in, masks.shape[1] * masks.shape[2] - a_in
+
+
+def _grams(store: Store, region: str, samples: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The per-pixel Grams M_R, M_B of the region at each sample, [S, d, d] float64 each."""
+    idx = np.asarray(samples, dtype=np.int64)
+    gi, go = (np.asarray(store.group[f"regions/{region}/{side}"].oindex[idx], dtype=np.float64)
+              for side in ("gram_in", "gram_out"))
+    return gi, go
 
 
 def _full_gram(store: Store, region: str, samples: list[int]) -> np.ndarray:
     """JᵀJ = ΣR·M_R + ΣB·M_B per sample, [S, d, d] float64."""
-    idx = np.asarray(samples, dtype=np.int64)
-    gi = np.asarray(store.group[f"regions/{region}/gram_in"].oindex[idx], dtype=np.float64)
-    go = np.asarray(store.group[f"regions/{region}/gram_out"].oindex[idx], dtype=np.float64)
-    a_in, a_out = _areas(store, region, samples)
+    gi, go = _grams(store, region, samples)
+    a_in, a_out = _areas(_masks(store, region, samples))
     return a_in[:, None, None] * gi + a_out[:, None, None] * go
 
 
@@ -279,13 +289,9 @@ class PreviewWorker(GeneratorReplica):
         idx = np.asarray(samples, dtype=np.int64)
         V = self._directions(unit, idx, K)  # [S, K, d]
         K = V.shape[1]
-        gi = np.asarray(st.group[f"regions/{region}/gram_in"].oindex[idx], dtype=np.float64)
-        go = np.asarray(st.group[f"regions/{region}/gram_out"].oindex[idx], dtype=np.float64)
-        a_in, a_out = _areas(st, region, samples)
-        arr = st.group[f"regions/{region}/mask"]
-        masks = (np.broadcast_to(np.asarray(arr[...]), (S, *arr.shape)) if arr.ndim == 2
-                 else np.asarray(arr.oindex[idx]))
-        masks = np.nan_to_num(np.asarray(masks, dtype=np.float64))
+        gi, go = _grams(st, region, samples)
+        masks = _masks(st, region, samples)
+        a_in, a_out = _areas(masks)
         lat = np.asarray(st.group["latents"].oindex[idx], dtype=np.float32)
         ms = matched_step(V, gi, go, a_in, a_out, pl.target)
         alpha, finite = ms["alpha"], ms["finite"]
