@@ -85,7 +85,7 @@ import numpy as np
 import torch
 
 from lrgan_dist.core.digest import json_sha256, to_jsonable
-from lrgan_dist.core.subspaces import CONSENSUS_MIN, align_signs, apply_signs, defined_rows
+from lrgan_dist.core.subspaces import CONSENSUS_MIN, align_signs, apply_signs, defined_rows, random_energy
 from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 from lrgan_dist.spec import JobSpec
@@ -111,6 +111,11 @@ def preview_path(region: str, label: str, source: str = "sample") -> str:
     return base if source == "sample" else f"{base}/{source}"
 
 
+def _random_jnorm(G: np.ndarray) -> np.ndarray:
+    """‖J u‖ of a random unit direction u, ``sqrt(tr JᵀJ / d)``, for G = JᵀJ [S, d, d] → [S]."""
+    return np.sqrt(np.maximum(random_energy(G), 0.0))
+
+
 def matched_step(V: np.ndarray, gi: np.ndarray, go: np.ndarray, a_in: np.ndarray, a_out: np.ndarray,
                  target: float) -> dict[str, np.ndarray]:
     """The matched edit size (module docstring), for directions V [S, K, d] at S samples.
@@ -127,8 +132,7 @@ def matched_step(V: np.ndarray, gi: np.ndarray, go: np.ndarray, a_in: np.ndarray
         e_out = np.einsum("skd,sde,ske->sk", Vz, go, Vz)
         jn = np.sqrt(np.maximum(a_in[:, None] * e_in + a_out[:, None] * e_out, 0.0))
         loc = a_in[:, None] * e_in / (a_in[:, None] * e_in + a_out[:, None] * e_out)  # share inside R
-        rnd = np.sqrt(np.maximum(np.trace(a_in[:, None, None] * gi + a_out[:, None, None] * go,
-                                          axis1=1, axis2=2) / V.shape[2], 0.0))
+        rnd = _random_jnorm(a_in[:, None, None] * gi + a_out[:, None, None] * go)
         cap = MAX_ALPHA_RATIO * target / np.where(rnd > 0, rnd, np.inf)
         alpha = np.minimum(target / np.where(jn > 0, jn, np.nan), cap[:, None])
     alpha = np.where(finite & np.isfinite(alpha), alpha, np.nan)
@@ -224,7 +228,7 @@ def plan_previews(spec: JobSpec, store: Store) -> PreviewPlan:
     pick = np.unique(np.round(np.linspace(0, cand.size - 1, min(p.samples, cand.size))).astype(np.int64))
     samples = [int(cand[i]) for i in pick]
     G = _full_gram(store, L.regions[0], samples)
-    rnd = np.sqrt(np.maximum(np.trace(G, axis1=1, axis2=2) / L.d, 0.0))  # ‖J u‖ of a random unit u
+    rnd = _random_jnorm(G)
     target = float(p.size * np.median(rnd))
     pop_attrs = dict(store.group["population"].attrs) if "population" in store.group else {}
     pop_inputs = str(pop_attrs["inputs"]) if "inputs" in pop_attrs else None
