@@ -381,6 +381,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     else:
         root = store.group["previews"]
     root.attrs.update({"hash": h, "config": pl.config(), "target": pl.target})
+    # the driver creates every group the units write: units running at once would race to create
+    # the one they share (previews/<r>/<label> holds .../population and .../consensus), and zarr's
+    # require_group is open-else-create ("A group exists" for the loser, seen on S3)
+    for region, label, *_, source in pl.todo:
+        store.group.require_group(preview_path(region, label, source))
     out = run_actors(ctx, PreviewWorker, (ctx.spec, store.uri, pl, ctx.resources.threads, ctx.hooks),
                      list(pl.todo), NAME)
     rep["restarts"] = out["restarts"]
