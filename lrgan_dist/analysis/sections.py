@@ -116,6 +116,11 @@ PREVIEW_SOURCES = ("sample", "population", "consensus")
 REPORT_DIRECTIONS = 3
 
 
+def _by_label(groups: Any) -> list[tuple[str, Any]]:
+    """(label, group) pairs, default labels first (``<label>@<hash8>``: other parameters, after)."""
+    return sorted(groups, key=lambda kv: ("@" in kv[0], kv[0]))
+
+
 def entry_name(label: str, source: str) -> str:
     """Display name of a previews group: the label, ``label (population)``, ``label (consensus)``."""
     return label if source == "sample" else f"{label} ({source})"
@@ -129,7 +134,7 @@ def preview_groups(st: Store, sources: tuple[str, ...] = ("sample",)) -> dict[st
     if "previews" not in st.group:
         return out
     for region, rg in sorted(st.group["previews"].groups()):
-        labs = sorted(rg.groups(), key=lambda kv: ("@" in kv[0], kv[0]))
+        labs = _by_label(rg.groups())
         for src in sources:
             for label, g in labs:
                 sub = g if src == "sample" else (g[src] if src in g else None)
@@ -370,7 +375,7 @@ def add_population(st: Store, doc: Doc) -> None:
     pop: Any = st.group["population"]
     for region, rg in sorted(pop.groups()):
         if region == "_latent":  # population-only methods (ganspace, sefa): one region-free direction set
-            for label, g in sorted(rg.groups(), key=lambda kv: ("@" in kv[0], kv[0])):
+            for label, g in _by_label(rg.groups()):
                 if "spectrum" in g:
                     rows.append({"region": "(any: region-free)", "method": label,
                                  "population_rank": int(np.isfinite(np.asarray(g["spectrum"][...], dtype=float)).sum())})
@@ -378,7 +383,7 @@ def add_population(st: Store, doc: Doc) -> None:
         if region.startswith("_"):
             continue
         curves, cons = [], []
-        for label, g in sorted(rg.groups(), key=lambda kv: ("@" in kv[0], kv[0])):
+        for label, g in _by_label(rg.groups()):
             if "spectrum" not in g:
                 continue
             sp = np.asarray(g["spectrum"][...], dtype=np.float64)
