@@ -453,7 +453,7 @@ def add_population_edits(st: Store, doc: Doc, directions: int = REPORT_DIRECTION
                       "latent step s·α with ‖J v‖·α equal for every direction and sample). A direction that "
                       "generalizes changes the same part of every face; 'loc' is its first-order locality at each "
                       "sample (share of ‖J v‖² inside the region, 0–1).")
-            labs = [(name.split(" (")[0], g) for name, g in labs]  # the figure title names the source
+            labs = [(name.removesuffix(f" ({source})"), g) for name, g in labs]  # the figure title names the source
             fig, K, missing = _edit_mosaic(st, region, labs, f"{region}: {source} directions of each method, matched "
                                            "edit size", directions)
             note = f"; {missing} blank blocks (direction not defined)" if missing else ""
