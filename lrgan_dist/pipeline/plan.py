@@ -47,7 +47,7 @@ def dry_run(spec: JobSpec, address: str | None = None, stages: tuple[str, ...] |
     labels = [m.label for m in spec.methods]
     # free symbols of the rows this job creates: direction rows, and the matrix-free k and union
     matfree = spec.compute.jacobian == "matfree"
-    symbols = {"r": direction_rows(spec, layout.d)}
+    symbols: dict[str, Any] = {"r": direction_rows(spec, layout.d)}
     if matfree:
         cfg = matfree_config(spec, layout.d)
         symbols.update(k=cfg.k, u=2 * cfg.k)

@@ -387,7 +387,10 @@ class Store:
             path = base if base not in self.group else f"{base}@{param_hash[:8]}"
             r = self.layout.d if rows is None else rows
             for name in ("vectors", "rank", "spectrum", "status"):
-                self.create_array(f"{path}/{name}", **({"r": r} if name in ("vectors", "spectrum") else {}))
+                if name in ("vectors", "spectrum"):
+                    self.create_array(f"{path}/{name}", r=r)
+                else:
+                    self.create_array(f"{path}/{name}")
             # attributes last: a group counts as found only once its arrays exist
             self.group[path].attrs.update({"method": method, "params": dict(params), "param_hash": param_hash,
                                            "label": label, "region": region, "created": _now()})

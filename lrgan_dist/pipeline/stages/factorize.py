@@ -160,7 +160,8 @@ def factorize_unit(spec: JobSpec, store_uri: str, unit: tuple[int, int], groups:
             {k: v[keep] for k, v in by_region[region].items()} if matfree else tuple(x[keep] for x in by_region[region]))
         g_in, g_out = (inputs["basis_in"], None) if matfree else inputs
         if g_in.shape[0]:
-            res = compressed_directions(m.method, m.params, **inputs) if matfree else method(g_in, cast(torch.Tensor, g_out))
+            res = (compressed_directions(m.method, m.params, **cast(dict[str, Any], inputs)) if matfree
+                   else method(g_in, cast(torch.Tensor, g_out)))
             v = res.vectors.detach().float().cpu().numpy()
             kd = min(v.shape[1], rows)  # matfree: [B, k or 2k, d] rows into the [n, rows, d] array
             vectors[ok, :kd] = v[:, :kd]
