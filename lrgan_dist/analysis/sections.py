@@ -37,6 +37,7 @@ import pandas as pd
 
 from lrgan_dist.analysis.plots import fig_to_png, heat_rgb, outline, paint_outline, plot_histograms, plot_mosaic, plot_spectra
 from lrgan_dist.core.subspaces import CARRY_FRAC, orth_bases, source_energy, subspace_similarity
+from lrgan_dist.store.layout import PREVIEW_SOURCES
 from lrgan_dist.store.zarrstore import DONE, Store
 
 __all__ = ["add_gallery", "add_edit_grids", "add_spectra", "add_rank_histograms", "add_rpca_convergence",
@@ -110,8 +111,6 @@ def add_gallery(st: Store, doc: Doc) -> None:
 # ----------------------------------------------------------------------------- edit grids (stored previews)
 
 
-#: the previews' direction sets and how the report and the explorer name them (pipeline/stages/previews.py)
-PREVIEW_SOURCES = ("sample", "population", "consensus")
 #: top directions per method shown as rows of the report's edit grids (the explorer shows all)
 REPORT_DIRECTIONS = 3
 
@@ -444,7 +443,7 @@ def add_population_edits(st: Store, doc: Doc, directions: int = REPORT_DIRECTION
     """Edit grids of the population and consensus directions (stored previews), same samples and
     matched edit size as the per-sample grids: one direction set applied to every sample."""
     n = 0
-    for source in ("population", "consensus"):
+    for source in PREVIEW_SOURCES[1:]:
         for i, (region, labs) in enumerate(preview_groups(st, (source,)).items()):
             if n == 0:
                 doc.h(3, "Population and consensus directions applied to the same samples")

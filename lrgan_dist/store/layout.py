@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 
 __all__ = [
-    "PENDING", "DONE", "FAILED", "STATUS_FLAGS", "STORE_FORMAT", "Layout", "ArraySpec", "Geometry", "TABLE",
+    "PENDING", "DONE", "FAILED", "STATUS_FLAGS", "PREVIEW_SOURCES", "STORE_FORMAT", "Layout", "ArraySpec", "Geometry", "TABLE",
     "spec_for", "geometry", "diagnostic_fill", "valid_status", "normalize_status", "fill_equal", "V3_DTYPE",
 ]
 
@@ -338,6 +338,9 @@ _PREVIEWS_TABLE: tuple[ArraySpec, ...] = (
               (*_PSK, "preview_row", "preview_col"),
               "per-pixel |G(x + a v) - G(x)| at the largest strength, 255 = delta_scale", "previews"),
 )
+#: the previews' direction sets, in the order the report and the explorer show them: the
+#: per-sample directions (previews/<region>/<label>/...), then the shared ones (subgroups)
+PREVIEW_SOURCES: tuple[str, ...] = ("sample", "population", "consensus")
 #: the same arrays for the population and the consensus directions of each (region, label),
 #: rendered on the same samples (previews/<region>/<label>/population/..., .../consensus/...);
 #: a population-only method (ganspace, sefa: population/_latent/<label>) has only the population
@@ -345,7 +348,7 @@ _PREVIEWS_TABLE: tuple[ArraySpec, ...] = (
 _PREVIEWS_TABLE += tuple(replace(r, kind=r.kind.replace("previews_", f"previews_{src}_"),
                                  path=r.path.replace(_PV, f"{_PV}{src}/"),
                                  description=f"{src} directions: {r.description}")
-                         for src in ("population", "consensus") for r in _PREVIEWS_TABLE)
+                         for src in PREVIEW_SOURCES[1:] for r in _PREVIEWS_TABLE)
 
 #: kind → spec, every array of the layout.
 TABLE: dict[str, ArraySpec] = {s.kind: s for s in (*_SAMPLE_TABLE, *_DIRECTIONS_TABLE, *_POPULATION_TABLE,

@@ -95,11 +95,9 @@ from lrgan_dist.store.zarrstore import DONE, Store
 NAME = "previews"
 #: α is clamped at this multiple of a random unit direction's α at the same sample
 MAX_ALPHA_RATIO = 16.0
-#: direction sets rendered per (region, method): the per-sample directions, then the shared ones
-SOURCES = ("sample", "population", "consensus")
 
 __all__ = ["PreviewPlan", "PreviewWorker", "plan", "run", "plan_previews", "matched_step", "preview_path",
-           "MAX_ALPHA_RATIO", "CONSENSUS_MIN", "SOURCES"]
+           "MAX_ALPHA_RATIO", "CONSENSUS_MIN"]
 
 #: (region, label, method, param_hash, directions path, source) of one previews group
 Unit = tuple[str, str, str, str, str, str]
