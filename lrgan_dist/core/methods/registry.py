@@ -60,12 +60,17 @@ def available_methods() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_method(name: str, **params: Any) -> "Method":
-    """Instantiate a registered method with parameters (unknown ones are refused)."""
+def _method_class(name: str) -> type["Method"]:
+    """The registered class of method ``name``; ValueError naming the known ones otherwise."""
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"method: unknown method {name!r}; expected one of {available_methods()}")
-    cls = _REGISTRY[name]
+    return _REGISTRY[name]
+
+
+def get_method(name: str, **params: Any) -> "Method":
+    """Instantiate a registered method with parameters (unknown ones are refused)."""
+    cls = _method_class(name)
     valid = [f.name for f in dataclasses.fields(cls.Params)]
     for key in params:
         if key not in valid:
@@ -78,10 +83,7 @@ def grid_params(name: str) -> tuple[str, ...]:
     null): a job spec may give a list of values for these, a parameter grid that expands
     into one result group per value (``lrgan_dist.spec``).  Parameters that are lists
     themselves (``sefa.layers``) are not among them."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"method: unknown method {name!r}; expected one of {available_methods()}")
-    cls = _REGISTRY[name]
+    cls = _method_class(name)
     hints = typing.get_type_hints(cls.Params, globalns=vars(sys.modules[cls.__module__]))
     return tuple(f.name for f in dataclasses.fields(cls.Params) if _scalar_type(hints[f.name]))
 
