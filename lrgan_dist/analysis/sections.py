@@ -38,7 +38,7 @@ import pandas as pd
 from lrgan_dist.analysis.plots import fig_to_png, heat_rgb, outline, paint_outline, plot_histograms, plot_mosaic, plot_spectra
 from lrgan_dist.core.subspaces import CARRY_FRAC, orth_bases, source_energy, subspace_similarity
 from lrgan_dist.store.layout import PREVIEW_SOURCES
-from lrgan_dist.store.zarrstore import DONE, Store
+from lrgan_dist.store.zarrstore import DONE, Store, read_rows
 
 __all__ = ["add_gallery", "add_edit_grids", "add_spectra", "add_rank_histograms", "add_rpca_convergence",
            "add_method_similarity", "add_population", "add_population_edits", "preview_groups", "entry_name",
@@ -81,10 +81,6 @@ def _mask(st: Store, region: str, i: int) -> np.ndarray:
     return np.asarray(arr[...] if arr.ndim == 2 else arr[i], dtype=np.float64)
 
 
-def _rows(arr: Any, idx: np.ndarray) -> np.ndarray:
-    return np.asarray(arr.oindex[np.asarray(idx, dtype=np.int64)]) if len(idx) else np.zeros((0, *arr.shape[1:]))
-
-
 # ----------------------------------------------------------------------------- gallery
 
 
@@ -93,7 +89,7 @@ def add_gallery(st: Store, doc: Doc) -> None:
     if done.size == 0:
         return
     show = done[np.unique(np.round(np.linspace(0, done.size - 1, min(GALLERY, done.size))).astype(int))]
-    imgs = _rows(st.group["images"], show)
+    imgs = read_rows(st.group["images"], show)
     hw = imgs.shape[1:3]
     tiles, labels = [], []
     for r in st.layout.regions:
@@ -227,8 +223,8 @@ def add_spectra(st: Store, doc: Doc) -> None:
         return
     doc.h(2, "Spectra and rank cuts")
     for ri, (region, labs) in enumerate(_groups(st).items()):
-        MR = _eigs(_rows(st.group[f"regions/{region}/gram_in"], done).astype(np.float64))
-        MB = _eigs(_rows(st.group[f"regions/{region}/gram_out"], done).astype(np.float64))
+        MR = _eigs(read_rows(st.group[f"regions/{region}/gram_in"], done).astype(np.float64))
+        MB = _eigs(read_rows(st.group[f"regions/{region}/gram_out"], done).astype(np.float64))
         left: dict[str, Any] = {"title": "region side: M_R and L_R", "ylabel": "eigen/singular value (per pixel)",
                                 "curves": [("eig M_R", MR)], "cuts": []}
         right: dict[str, Any] = {"title": "rest side: M_B and L_B", "ylabel": "eigen/singular value (per pixel)",
@@ -239,15 +235,15 @@ def add_spectra(st: Store, doc: Doc) -> None:
             g: Any = st.group[path]
             idx = _group_done(st, path, done)
             nan_rows += int(done.size - idx.size)
-            sp = _rows(g["spectrum"], idx).astype(np.float64)
+            sp = read_rows(g["spectrum"], idx).astype(np.float64)
             meth["curves"].append((label, sp))
             if "diagnostics" in g and "sv_R" in g["diagnostics"]:
                 d = g["diagnostics"]
-                left["curves"].append((f"sv L_R ({label})", _rows(d["sv_R"], idx)))
-                right["curves"].append((f"sv L_B ({label})", _rows(d["sv_B"], idx)))
+                left["curves"].append((f"sv L_R ({label})", read_rows(d["sv_R"], idx)))
+                right["curves"].append((f"sv L_B ({label})", read_rows(d["sv_B"], idx)))
                 for side, panel in (("R", left), ("B", right)):
                     if f"rank_{side}" in d:
-                        rk = _rows(d[f"rank_{side}"], idx).astype(np.float64)
+                        rk = read_rows(d[f"rank_{side}"], idx).astype(np.float64)
                         rk = rk[rk >= 0]
                         if rk.size:
                             panel["cuts"].append((f"median rank L_{side} ({label}) = {np.median(rk):g}",
@@ -262,8 +258,8 @@ def add_spectra(st: Store, doc: Doc) -> None:
 
 
 def _carrying_counts(st: Store, region: str, path: str, idx: np.ndarray) -> np.ndarray:
-    V = _rows(st.group[f"{path}/vectors"], idx).astype(np.float64)
-    M = _rows(st.group[f"regions/{region}/gram_in"], idx).astype(np.float64)
+    V = read_rows(st.group[f"{path}/vectors"], idx).astype(np.float64)
+    M = read_rows(st.group[f"regions/{region}/gram_in"], idx).astype(np.float64)
     if V.shape[0] == 0:
         return np.zeros(0)
     kmax = int(np.isfinite(V).all(axis=2).sum(axis=1).max()) or 1
@@ -281,8 +277,8 @@ def add_rank_histograms(st: Store, doc: Doc) -> None:
             g: Any = st.group[path]
             idx = _group_done(st, path, done)
             if "diagnostics" in g and "rank_R" in g["diagnostics"]:
-                rr.append((label, _rows(g["diagnostics/rank_R"], idx)))
-                rb.append((label, _rows(g["diagnostics/rank_B"], idx)))
+                rr.append((label, read_rows(g["diagnostics/rank_R"], idx)))
+                rb.append((label, read_rows(g["diagnostics/rank_B"], idx)))
             carry.append((label, _carrying_counts(st, region, path, idx)))
         panels = []
         if rr:
@@ -309,9 +305,9 @@ def add_rpca_convergence(st: Store, doc: Doc) -> None:
             d = g["diagnostics"]
             row: dict[str, Any] = {"region": region, "method": label, "samples": int(idx.size)}
             for side in ("R", "B"):
-                it = _rows(d[f"iterations_{side}"], idx).astype(np.float64)
-                gap = _rows(d[f"gap_{side}"], idx).astype(np.float64) if f"gap_{side}" in d else np.full(idx.size, np.nan)
-                conv = _rows(d[f"converged_{side}"], idx).astype(bool) if f"converged_{side}" in d else np.ones(idx.size, bool)
+                it = read_rows(d[f"iterations_{side}"], idx).astype(np.float64)
+                gap = read_rows(d[f"gap_{side}"], idx).astype(np.float64) if f"gap_{side}" in d else np.full(idx.size, np.nan)
+                conv = read_rows(d[f"converged_{side}"], idx).astype(bool) if f"converged_{side}" in d else np.ones(idx.size, bool)
                 row[f"iter_{side}_median"] = float(np.median(it)) if it.size else math.nan
                 row[f"iter_{side}_max"] = float(np.max(it)) if it.size else math.nan
                 row[f"gap_{side}_max"] = float(np.nanmax(gap)) if np.isfinite(gap).any() else math.nan
@@ -335,10 +331,10 @@ def add_method_similarity(st: Store, doc: Doc) -> None:
     for region, labs in _groups(st).items():
         if len(labs) < 2:
             continue
-        M = _rows(st.group[f"regions/{region}/gram_in"], done).astype(np.float64)
+        M = read_rows(st.group[f"regions/{region}/gram_in"], done).astype(np.float64)
         bases = {}
         for label, path in labs:
-            V = _rows(st.group[f"{path}/vectors"], done).astype(np.float64)
+            V = read_rows(st.group[f"{path}/vectors"], done).astype(np.float64)
             ok = np.asarray(st.group[f"{path}/status"][:])[done] == DONE
             kmax = max(1, int(np.isfinite(V).all(axis=2).sum(axis=1).max())) if V.size else 1
             keep = source_energy(V[:, :kmax], M, CARRY_FRAC)["carrying"] & ok[:, None]

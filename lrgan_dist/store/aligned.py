@@ -14,12 +14,10 @@ Cost: one extra read of ``rows × d`` int8 per call, beside the ``rows × k × d
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from lrgan_dist.core.subspaces import apply_signs
-from lrgan_dist.store.zarrstore import Store
+from lrgan_dist.store.zarrstore import Store, read_rows
 
 __all__ = ["sign_path", "read_signs", "read_directions"]
 
@@ -43,25 +41,16 @@ def sign_path(store: Store, path: str) -> str | None:
     return f"{pop}/sign"
 
 
-def _take(arr: Any, rows: Rows) -> np.ndarray:
-    if isinstance(rows, slice):
-        return np.asarray(arr[rows])
-    idx = np.asarray(rows, dtype=np.int64)
-    if idx.size == 0:
-        return np.zeros((0, *arr.shape[1:]), dtype=arr.dtype)
-    return np.asarray(arr.oindex[idx])
-
-
 def read_signs(store: Store, path: str, rows: Rows) -> np.ndarray | None:
     """int8 [rows, d] stored signs of the directions group at ``path``, or None (no sign array)."""
     sp = sign_path(store, path)
-    return None if sp is None else _take(store.group[sp], rows)
+    return None if sp is None else read_rows(store.group[sp], rows)
 
 
 def read_directions(store: Store, path: str, rows: Rows, k: int | None = None, aligned: bool = True) -> np.ndarray:
     """Directions ``[rows, k, d]`` (stored dtype, NaN-padded) of the per-sample group ``path``
     for ``rows`` (a slice or sample indices), signs applied (``aligned=False``: as stored)."""
-    V = _take(store.group[f"{path}/vectors"], rows)
+    V = read_rows(store.group[f"{path}/vectors"], rows)
     if k is not None:
         V = V[:, :k]
     if not aligned:

@@ -29,7 +29,7 @@ import datetime as _dt
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Mapping, cast
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import numpy as np
 import zarr
@@ -49,7 +49,7 @@ from lrgan_dist.store.layout import (
 )
 
 __all__ = ["StoreError", "Layout", "Store", "PENDING", "DONE", "FAILED", "diagnostic_fill", "create_array",
-           "is_lrgan_store", "remove_store", "RESULT_KINDS"]
+           "read_rows", "is_lrgan_store", "remove_store", "RESULT_KINDS"]
 
 #: bytes-to-bytes codecs of every array created from now on: compression, then a crc32c
 #: checksum (a flipped byte fails to decode instead of reading as other finite values).
@@ -499,6 +499,17 @@ def attrs_of(node: Any) -> dict[str, Any]:
     store's contract, so readers index and convert them without a cast per access.
     """
     return dict(node.attrs)
+
+
+def read_rows(arr: Any, rows: slice | Sequence[int] | np.ndarray) -> np.ndarray:
+    """Rows of an array along axis 0: a slice, or any sample indices (one orthogonal
+    selection, each chunk read once; an empty index gives [0, …] of the array's dtype)."""
+    if isinstance(rows, slice):
+        return np.asarray(arr[rows])
+    idx = np.asarray(rows, dtype=np.int64)
+    if idx.size == 0:
+        return np.zeros((0, *arr.shape[1:]), dtype=arr.dtype)
+    return np.asarray(arr.oindex[idx])
 
 
 def create_array(group: zarr.Group, name: str, shape: tuple[int, ...] | None = None, *, layout: Layout | None = None,

@@ -90,7 +90,7 @@ from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors, run_tasks
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.aligned import read_directions
-from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError, attrs_of, create_array, subgroup
+from lrgan_dist.store.zarrstore import DONE, PENDING, Store, StoreError, attrs_of, create_array, read_rows, subgroup
 
 NAME = "transfer"
 
@@ -301,13 +301,6 @@ def _prepare_linear(store: Store, plan: TransferPlan) -> bool:
     return True
 
 
-def _read_rows(arr: Any, idx: Sequence[int] | np.ndarray) -> np.ndarray:
-    idx = np.asarray(idx, dtype=np.int64)
-    if idx.size == 0:
-        return np.zeros((0, *arr.shape[1:]), dtype=arr.dtype)
-    return np.asarray(arr.oindex[idx])
-
-
 def _write_sources(store: Store, plan: TransferPlan) -> None:
     """Source-side arrays (driver; small): the k directions used and their energy shares."""
     k = plan.k
@@ -316,7 +309,7 @@ def _write_sources(store: Store, plan: TransferPlan) -> None:
     for g in plan.groups:
         V = read_directions(store, g.path, src).astype(np.float64)  # [S, d, d], signs aligned (realized ± edits)
         if g.region not in gram_cache:
-            gram_cache[g.region] = _read_rows(store.group[f"regions/{g.region}/gram_in"], src).astype(np.float64)
+            gram_cache[g.region] = read_rows(store.group[f"regions/{g.region}/gram_in"], src).astype(np.float64)
         se = source_energy(V, gram_cache[g.region], plan.carry_frac)
         gg = store.group[f"transfer/linear/{g.key}"]
         gg["vectors"][...] = V[:, :k].astype(np.float32)
@@ -532,8 +525,8 @@ def similarity_unit(store_uri: str, group: dict[str, Any], samples: Sequence[int
     g = TransferGroup(**{**group, "scored_on": tuple(group["scored_on"])})
     store = Store.open(store_uri, mode="a")
     idx = list(samples)
-    V = _read_rows(store.group[f"{g.path}/vectors"], idx).astype(np.float64)
-    Mr = _read_rows(store.group[f"regions/{g.region}/gram_in"], idx).astype(np.float64)
+    V = read_rows(store.group[f"{g.path}/vectors"], idx).astype(np.float64)
+    Mr = read_rows(store.group[f"regions/{g.region}/gram_in"], idx).astype(np.float64)
     keep = source_energy(V, Mr, carry_frac)["carrying"]
     Q, rank = orth_bases(V, keep)
     sim = subspace_similarity(Q, rank)
