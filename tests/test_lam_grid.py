@@ -95,7 +95,7 @@ def test_cli_validate_shows_the_expanded_groups(tmp_path):
 
 
 def test_span_dimension_counts_dimensions_not_rows():
-    from lrgan_dist.pipeline.stages.factorize import span_dimension
+    from lrgan_dist.core.subspaces import span_dimension
 
     rng = np.random.default_rng(0)
     d = 16

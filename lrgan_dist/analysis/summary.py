@@ -19,7 +19,7 @@ import numpy as np
 
 from lrgan_dist.analysis.loaders import stored_mean_span
 from lrgan_dist.core.scores import baseline_share, edit_strength, headline, locality_share
-from lrgan_dist.core.subspaces import carrying, orth_bases, region_energy, subspace_coverage, subspace_sines
+from lrgan_dist.core.subspaces import carrying, region_energy, span_dimension, subspace_coverage, subspace_sines
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.zarrstore import DONE, Store, attrs_of
 
@@ -71,7 +71,7 @@ def summarize(spec: JobSpec, store: Store) -> dict[str, Any]:
             sel = carrying(V, M)
             row["mean_carrying"] = float(sel.sum(axis=1).mean())
             if not np.isfinite(row["mean_span"]):  # a store from before the span was stored: the scored samples
-                row["mean_span"] = float(orth_bases(V)[1].mean())
+                row["mean_span"] = float(span_dimension(V).mean())
             row.update(_self_scores(store, region, idx, V, M, sel))
             if part is not None:
                 Q = truth[part]

@@ -52,7 +52,7 @@ import numpy as np
 
 __all__ = ["INERT_FRAC", "ORTH_TOL", "CARRY_FRAC", "region_energy", "random_energy", "carrying", "source_energy",
            "orth", "orth_bases", "subspace_sines", "subspace_coverage", "subspace_similarity", "ALIGN_TOL", "CONSENSUS_MIN",
-           "align_signs", "apply_signs", "defined_rows"]
+           "align_signs", "apply_signs", "defined_rows", "span_dimension"]
 
 #: a direction is inert at a sample below this fraction of a random unit direction's energy
 INERT_FRAC = 1e-5
@@ -153,6 +153,19 @@ def orth_bases(V: np.ndarray, keep: np.ndarray | None = None, tol: float = ORTH_
     Q = vh[:, :r, :].copy()
     Q[np.arange(r)[None, :] >= rank[:, None]] = 0.0
     return Q, rank
+
+
+def span_dimension(vectors: np.ndarray) -> np.ndarray:
+    """[n] int32: the dimension of the span of each sample's direction rows, vectors [n, k, d]
+    NaN-padded.  ``rank`` counts rows; LowRankGAN's rows ``normalize_rows(P N Nᵀ)`` (Zhu et
+    al. 2021, §3.2) are r_R rows projected into the (d − r_B)-dimensional null space of L_B, so
+    they span at most min(r_R, d − r_B) dimensions and can be dependent.  The rank of the
+    unit-row stack under the one orthonormal-basis policy
+    (:func:`orth_bases`, ``ORTH_TOL``: float32 rounding of stored
+    rows never counts as a dimension, rows 0.1° apart do)."""
+    if vectors.shape[0] == 0:
+        return np.zeros(0, dtype=np.int32)
+    return orth_bases(vectors)[1].astype(np.int32)
 
 
 def orth(V: np.ndarray, tol: float = ORTH_TOL) -> np.ndarray:

@@ -31,7 +31,7 @@ import torch
 from lrgan_dist.apply.build import pick_device
 from lrgan_dist.core.matfree import compressed_directions
 from lrgan_dist.core.methods import get_method
-from lrgan_dist.core.subspaces import orth_bases
+from lrgan_dist.core.subspaces import span_dimension
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_tasks
 from lrgan_dist.pipeline.stages.jacobians import matfree_config
 from lrgan_dist.spec import JobSpec
@@ -39,7 +39,7 @@ from lrgan_dist.store.zarrstore import DONE, FAILED, PENDING, Store, diagnostic_
 
 NAME = "factorize"
 
-__all__ = ["result_groups", "pending_units", "factorize_unit", "plan", "run", "span_dimension", "SPAN"]
+__all__ = ["result_groups", "pending_units", "factorize_unit", "plan", "run", "SPAN", "direction_rows", "in_subset"]
 
 Group = tuple[str, str, str]  # (region, label, group path)
 Unit = tuple[int, int, Group]  # (chunk start, chunk stop, group)
@@ -47,19 +47,6 @@ Unit = tuple[int, int, Group]  # (chunk start, chunk stop, group)
 
 #: the stage's own per-sample diagnostic, for every method (store layout row ``directions_span``)
 SPAN = "span"
-
-
-def span_dimension(vectors: np.ndarray) -> np.ndarray:
-    """[n] int32: the dimension of the span of each sample's direction rows, vectors [n, k, d]
-    NaN-padded.  ``rank`` counts rows; LowRankGAN's rows ``normalize_rows(P N Nᵀ)`` (Zhu et
-    al. 2021, §3.2) are r_R rows projected into the (d − r_B)-dimensional null space of L_B, so
-    they span at most min(r_R, d − r_B) dimensions and can be dependent.  The rank of the
-    unit-row stack under the one orthonormal-basis policy
-    (:func:`lrgan_dist.core.subspaces.orth_bases`, ``ORTH_TOL``: float32 rounding of stored
-    rows never counts as a dimension, rows 0.1° apart do)."""
-    if vectors.shape[0] == 0:
-        return np.zeros(0, dtype=np.int32)
-    return orth_bases(vectors)[1].astype(np.int32)
 
 
 def direction_rows(spec: JobSpec, d: int) -> int:
