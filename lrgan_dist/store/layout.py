@@ -35,7 +35,8 @@ from typing import Any, Mapping
 import numpy as np
 
 __all__ = [
-    "PENDING", "DONE", "FAILED", "STATUS_FLAGS", "PREVIEW_SOURCES", "STORE_FORMAT", "Layout", "ArraySpec", "Geometry", "TABLE",
+    "PENDING", "DONE", "FAILED", "STATUS_FLAGS", "PREVIEW_SOURCES", "MATFREE_PARTS", "matfree_names", "STORE_FORMAT",
+    "Layout", "ArraySpec", "Geometry", "TABLE",
     "spec_for", "geometry", "diagnostic_fill", "valid_status", "normalize_status", "fill_equal", "V3_DTYPE",
 ]
 
@@ -160,6 +161,16 @@ def _pattern(template: str) -> re.Pattern[str]:
 
 
 _STATUS = STATUS_FLAGS
+#: per-region arrays of a ``compute.jacobian: matfree`` store, ``regions/<r>/<part>_<side>``
+#: (rows ``matfree_*`` below); ``union`` only when a method needs it (compressed LowRankGAN)
+MATFREE_PARTS: tuple[str, ...] = ("basis", "eig", "residual", "union")
+
+
+def matfree_names(union: bool = True) -> tuple[str, ...]:
+    """The matrix-free array names of one region (``basis_in``, ``basis_out``, …)."""
+    return tuple(f"{p}_{side}" for p in MATFREE_PARTS if union or p != "union" for side in ("in", "out"))
+
+
 _SAMPLE_TABLE: tuple[ArraySpec, ...] = (
     ArraySpec("latents", "latents", ("n", "d"), ("chunk", "d"), "f4", np.nan, ("sample", "latent"),
               "latent code of each sample, deterministic from (samples.seed, index)", "jacobians",

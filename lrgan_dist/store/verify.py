@@ -62,6 +62,7 @@ from lrgan_dist.store.layout import (
     Layout,
     fill_equal,
     geometry,
+    matfree_names,
     spec_for,
     valid_status,
 )
@@ -119,7 +120,7 @@ def _matfree_keys(store: Store) -> tuple[str, ...] | None:
     compute = store.spec.get("compute", {}) if isinstance(store.spec, dict) else {}
     if not isinstance(compute, dict) or compute.get("jacobian") != "matfree":
         return None
-    names = [f"{a}_{side}" for a in ("basis", "eig", "residual", "union") for side in ("in", "out")]
+    names = matfree_names(union=True)
     r0 = store.layout.regions[0] if store.layout.regions else None
     return tuple(n for n in names if not n.startswith("union") or (r0 is not None and f"regions/{r0}/{n}" in store.group))
 

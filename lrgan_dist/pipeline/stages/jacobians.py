@@ -47,6 +47,7 @@ from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 from lrgan_dist.regions import RegionSpec, part_masks, region_mask
 from lrgan_dist.spec import JobSpec, SpecError
+from lrgan_dist.store.layout import matfree_names
 from lrgan_dist.store.zarrstore import DONE, FAILED, Layout, Store
 
 NAME = "jacobians"
@@ -298,9 +299,9 @@ class JacobianWorker(GeneratorReplica):
         L, spec = self.layout, self.spec
         cfg = matfree_config(spec, L.d)
         n, R, d, k = stop - start, len(L.regions), L.d, cfg.k
-        shapes = [("basis", (k, d)), ("eig", (k,)), ("residual", (k,))] + ([("union", (2 * k, 2 * k))] if cfg.union else [])
-        arrays = {f"{a}_{side}": np.full((n, R, *shape), np.nan, dtype=np.float32)
-                  for side in ("in", "out") for a, shape in shapes}
+        shapes = {"basis": (k, d), "eig": (k,), "residual": (k,), "union": (2 * k, 2 * k)}
+        arrays = {name: np.full((n, R, *shapes[name.rsplit("_", 1)[0]]), np.nan, dtype=np.float32)
+                  for name in matfree_names(cfg.union)}
         previews = np.zeros((n, *L.preview_hw, 3), dtype=np.uint8)
         status = np.full(n, FAILED, dtype=np.uint8)
         errors = [""] * n
@@ -342,12 +343,13 @@ def ensure_matfree_arrays(store: Store, spec: JobSpec) -> None:
         return
     cfg = matfree_config(spec, store.layout.d)
     for r in store.layout.regions:
-        for side in ("in", "out"):
-            for name, sym in (("basis", {"k": cfg.k}), ("eig", {"k": cfg.k}), ("residual", {"k": cfg.k}),
-                              *((("union", {"u": 2 * cfg.k}),) if cfg.union else ())):
-                path = f"regions/{r}/{name}_{side}"
-                if path not in store.group:
-                    store.create_array(path, **sym)
+        for name in matfree_names(cfg.union):
+            path = f"regions/{r}/{name}"
+            if path not in store.group:
+                if name.startswith("union"):
+                    store.create_array(path, u=2 * cfg.k)
+                else:
+                    store.create_array(path, k=cfg.k)
 
 
 # ----------------------------------------------------------------------------- stage interface
