@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from lrgan_dist.analysis.plots import fig_to_png, heat_rgb, outline, paint_outline, plot_histograms, plot_mosaic, plot_spectra
-from lrgan_dist.core.subspaces import CARRY_FRAC, orth_bases, source_energy, subspace_similarity
+from lrgan_dist.core.subspaces import CARRY_FRAC, orth_bases, paired_subspace_similarity, source_energy
 from lrgan_dist.store.layout import PREVIEW_SOURCES
 from lrgan_dist.store.zarrstore import DONE, Store, read_rows
 
@@ -341,11 +341,8 @@ def add_method_similarity(st: Store, doc: Doc) -> None:
             bases[label] = orth_bases(V[:, :kmax], keep)
         for a, b in combinations([lab for lab, _ in labs], 2):
             (Qa, ra), (Qb, rb) = bases[a], bases[b]
-            sim = np.full(done.size, np.nan)
-            ang = np.full(done.size, np.nan)
-            for i in range(done.size):
-                s = subspace_similarity(Qa[i:i + 1], ra[i:i + 1], Qb[i:i + 1], rb[i:i + 1])
-                sim[i], ang[i] = s["similarity"][0, 0], s["max_angle"][0, 0]
+            s = paired_subspace_similarity(Qa, ra, Qb, rb)
+            sim, ang = s["similarity"], s["max_angle"]
             fin = np.isfinite(sim)
             rows.append({"region": region, "method_a": a, "method_b": b, "samples": int(fin.sum()),
                          "empty (left out)": int((~fin).sum()),

@@ -34,7 +34,7 @@ import pandas as pd
 
 from lrgan_dist.analysis.loaders import open_store
 from lrgan_dist.core.scores import headline, spearman
-from lrgan_dist.core.subspaces import orth_bases, source_energy, subspace_similarity
+from lrgan_dist.core.subspaces import orth_bases, paired_subspace_similarity, source_energy
 from lrgan_dist.store.zarrstore import DONE, Store
 
 __all__ = ["summarize_transfer", "realized_agreement", "matched_comparison", "lambda_sweep",
@@ -276,9 +276,8 @@ def box_vs_mask(store: str | Path | Store, df: pd.DataFrame | None = None, sampl
                 continue
             Qb, rb = _carrying_bases(st, box, label, idx, frac)
             Qm, rm = _carrying_bases(st, mask, label, idx, frac)
-            sims = [subspace_similarity(Qb[i:i + 1], rb[i:i + 1], Qm[i:i + 1], rm[i:i + 1]) for i in range(idx.size)]
-            sim = np.array([s["similarity"][0, 0] for s in sims])
-            ang = np.array([s["max_angle"][0, 0] for s in sims])
+            pair = paired_subspace_similarity(Qb, rb, Qm, rm)
+            sim, ang = pair["similarity"], pair["max_angle"]
             row = {"box": box, "mask": mask, "method": label, "samples": int(idx.size),
                    "similarity_mean": float(np.nanmean(sim)), "similarity_median": float(np.nanmedian(sim)),
                    "max_angle_median": float(np.nanmedian(ang)), "box_rank": float(rb.mean()),

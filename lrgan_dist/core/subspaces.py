@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["INERT_FRAC", "ORTH_TOL", "CARRY_FRAC", "region_energy", "random_energy", "carrying", "source_energy",
-           "orth", "orth_bases", "subspace_sines", "subspace_coverage", "subspace_similarity", "ALIGN_TOL", "CONSENSUS_MIN",
+           "orth", "orth_bases", "subspace_sines", "subspace_coverage", "subspace_similarity", "paired_subspace_similarity",
+           "ALIGN_TOL", "CONSENSUS_MIN",
            "align_signs", "apply_signs", "defined_rows", "span_dimension"]
 
 #: a direction is inert at a sample below this fraction of a random unit direction's energy
@@ -193,6 +194,32 @@ def subspace_coverage(V: np.ndarray, Q: np.ndarray) -> float:
     return float(np.linalg.norm(B @ _f64(Q)) ** 2 / Q.shape[1])
 
 
+def _angle_stats(sv: np.ndarray, ra: np.ndarray, rb: np.ndarray) -> dict[str, np.ndarray]:
+    """The statistics of :func:`subspace_similarity` from the cosines of the principal angles
+    sv [..., r] (singular values of Q_aQ_bᵀ, descending) and ranks ra, rb broadcast to sv's
+    leading shape."""
+    sv = np.clip(sv, 0.0, 1.0)
+    ssq = (sv ** 2).sum(axis=-1)
+    shape = sv.shape[:-1]
+    if sv.shape[-1]:
+        cos_max = sv.max(axis=-1)
+        m = np.minimum(ra, rb)  # smallest cosine over the matched pairs
+        idx = np.broadcast_to(np.clip(m - 1, 0, None), shape)
+        cos_min = np.take_along_axis(sv, idx[..., None], axis=-1)[..., 0]
+    else:
+        cos_max = cos_min = np.zeros(shape)
+    rmax = np.maximum(ra, rb).astype(np.float64)
+    rmin = np.minimum(ra, rb)
+    empty = (ra == 0) | (rb == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sim = np.where(empty, np.nan, ssq / np.where(rmax > 0, rmax, 1.0))
+        pdist = np.where(empty, np.nan, np.sqrt(np.maximum((ra + rb) / 2.0 - ssq, 0.0)))
+    max_ang = np.degrees(np.arccos(np.clip(np.where(rmin < rmax, 0.0, cos_min), 0.0, 1.0)))
+    min_ang = np.degrees(np.arccos(np.clip(cos_max, 0.0, 1.0)))
+    return {"similarity": sim, "projection_distance": pdist,
+            "max_angle": np.where(empty, np.nan, max_ang), "min_angle": np.where(empty, np.nan, min_ang)}
+
+
 def subspace_similarity(Qa: np.ndarray, ra: np.ndarray, Qb: np.ndarray | None = None,
                         rb: np.ndarray | None = None, block: int = 64) -> dict[str, np.ndarray]:
     """Principal-angle statistics between every pair of zero-padded bases (:func:`orth_bases`).
@@ -201,7 +228,8 @@ def subspace_similarity(Qa: np.ndarray, ra: np.ndarray, Qb: np.ndarray | None = 
     Returns [Ma, Mb] arrays: ``similarity`` = Σcos²θ / max(r_a, r_b), ``projection_distance``
     = sqrt((r_a + r_b)/2 − Σcos²θ), ``max_angle`` / ``min_angle`` (degrees; the largest
     angle counts the unmatched dimensions of the larger subspace as 90°). A pair with an
-    empty subspace gets NaN. Cost O(Ma·Mb·r²·d).
+    empty subspace gets NaN. Cost O(Ma·Mb·r²·d); :func:`paired_subspace_similarity` for
+    the pairs (Qa[i], Qb[i]) only.
     """
     Qa = _f64(Qa)
     ra = np.asarray(ra, dtype=np.int64)
@@ -210,32 +238,25 @@ def subspace_similarity(Qa: np.ndarray, ra: np.ndarray, Qb: np.ndarray | None = 
     Qb = _f64(Qb)
     rb = np.asarray(rb, dtype=np.int64)
     Ma, Mb = Qa.shape[0], Qb.shape[0]
-    ssq = np.zeros((Ma, Mb))
-    cos_max = np.zeros((Ma, Mb))
-    cos_min = np.zeros((Ma, Mb))
-    for a0 in range(0, Ma, block):
+    parts = []
+    for a0 in range(0, max(Ma, 1), block):
         a1 = min(Ma, a0 + block)
         C = np.einsum("ard,bsd->abrs", Qa[a0:a1], Qb)  # [a, Mb, r, s]
-        if C.size:
-            sv = np.clip(np.linalg.svd(C, compute_uv=False), 0.0, 1.0)
-        else:
-            sv = np.zeros((a1 - a0, Mb, 0))
-        ssq[a0:a1] = (sv ** 2).sum(axis=-1)
-        if sv.shape[-1]:
-            cos_max[a0:a1] = sv.max(axis=-1)
-            m = np.minimum(ra[a0:a1, None], rb[None, :])  # smallest cosine over the matched pairs
-            idx = np.clip(m - 1, 0, None)
-            cos_min[a0:a1] = np.take_along_axis(sv, idx[..., None], axis=-1)[..., 0]
-    rmax = np.maximum(ra[:, None], rb[None, :]).astype(np.float64)
-    rmin = np.minimum(ra[:, None], rb[None, :])
-    empty = (ra[:, None] == 0) | (rb[None, :] == 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sim = np.where(empty, np.nan, ssq / np.where(rmax > 0, rmax, 1.0))
-        pdist = np.where(empty, np.nan, np.sqrt(np.maximum((ra[:, None] + rb[None, :]) / 2.0 - ssq, 0.0)))
-    max_ang = np.degrees(np.arccos(np.clip(np.where(rmin < rmax, 0.0, cos_min), 0.0, 1.0)))
-    min_ang = np.degrees(np.arccos(np.clip(cos_max, 0.0, 1.0)))
-    return {"similarity": sim, "projection_distance": pdist,
-            "max_angle": np.where(empty, np.nan, max_ang), "min_angle": np.where(empty, np.nan, min_ang)}
+        sv = np.linalg.svd(C, compute_uv=False) if C.size else np.zeros((a1 - a0, Mb, 0))
+        parts.append(_angle_stats(sv, ra[a0:a1, None], rb[None, :]))
+    return {k: np.concatenate([p[k] for p in parts], axis=0).reshape(Ma, Mb) for k in parts[0]}
+
+
+def paired_subspace_similarity(Qa: np.ndarray, ra: np.ndarray, Qb: np.ndarray, rb: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`subspace_similarity` of the pairs (Qa[i], Qb[i]) only: [M] arrays (the diagonal
+    of the [M, M] result, at O(M·r²·d) instead of O(M²·r²·d))."""
+    Qa, Qb = _f64(Qa), _f64(Qb)
+    ra, rb = np.asarray(ra, dtype=np.int64), np.asarray(rb, dtype=np.int64)
+    if Qa.shape[0] != Qb.shape[0]:
+        raise ValueError(f"paired_subspace_similarity: received {Qa.shape[0]} and {Qb.shape[0]} bases; expected as many")
+    C = np.einsum("mrd,msd->mrs", Qa, Qb)
+    sv = np.linalg.svd(C, compute_uv=False) if C.size else np.zeros((Qa.shape[0], 0))
+    return _angle_stats(sv, ra, rb)
 
 
 def align_signs(V: np.ndarray, U: np.ndarray, tol: float = ALIGN_TOL) -> np.ndarray:

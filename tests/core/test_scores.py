@@ -30,7 +30,14 @@ from lrgan_dist.core.scores import (
     sample_pairs,
     spearman,
 )
-from lrgan_dist.core.subspaces import carrying, orth, orth_bases, source_energy, subspace_similarity
+from lrgan_dist.core.subspaces import (
+    carrying,
+    orth,
+    orth_bases,
+    paired_subspace_similarity,
+    source_energy,
+    subspace_similarity,
+)
 
 
 def _psd(rng, T, d, rank=None):
@@ -202,6 +209,22 @@ def test_subspace_similarity_against_scipy():
             assert sim["min_angle"][a, b] == pytest.approx(np.degrees(ang.min()), abs=1e-5)
     np.testing.assert_allclose(np.diag(sim["similarity"]), 1.0)
     np.testing.assert_allclose(sim["similarity"], sim["similarity"].T, atol=1e-12)
+
+
+def test_paired_similarity_is_the_diagonal_of_the_full_one():
+    rng = np.random.default_rng(3)
+    V, W = _unit(rng, 6, 4, 7), _unit(rng, 6, 4, 7)
+    ka = rng.random((6, 4)) < 0.6
+    kb = rng.random((6, 4)) < 0.6
+    kb[0] = False  # an empty subspace: NaN
+    (Qa, ra), (Qb, rb) = orth_bases(V, ka), orth_bases(W, kb)
+    full = subspace_similarity(Qa, ra, Qb, rb, block=4)
+    pair = paired_subspace_similarity(Qa, ra, Qb, rb)
+    for key in ("similarity", "projection_distance", "max_angle", "min_angle"):
+        np.testing.assert_allclose(pair[key], np.diag(full[key]), atol=1e-12, equal_nan=True, err_msg=key)
+    assert np.isnan(pair["similarity"][0])
+    with pytest.raises(ValueError, match="expected as many"):
+        paired_subspace_similarity(Qa, ra, Qb[:2], rb[:2])
 
 
 def test_subspace_similarity_empty_subspace_is_nan():
