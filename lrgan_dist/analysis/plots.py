@@ -229,7 +229,10 @@ def plot_spectra(panels: list[dict[str, Any]], title: str) -> Any:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     med = np.nanmedian(a, axis=0)
                     lo, hi = np.nanpercentile(a, 10, axis=0), np.nanpercentile(a, 90, axis=0)
-            line, = ax.plot(x, med, _STYLES[i % 4], marker=_MARKERS[i % 6], ms=2.5, lw=1.1, label=lab)
+            # about a dozen markers per curve tell the curves apart in greyscale (one per point at
+            # d = 512 was most of the figure's drawing time)
+            line, = ax.plot(x, med, _STYLES[i % 4], marker=_MARKERS[i % 6], ms=2.5, lw=1.1, label=lab,
+                            markevery=max(1, len(x) // 12))
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
         for j, (lab, cx) in enumerate(p.get("cuts", [])):
             if cx is not None and np.isfinite(cx):
