@@ -111,7 +111,10 @@ def test_rows_best_first_by_in_region_energy_on_the_synthetic_generator():
         checked += 1
         # stored energies = the rows' vᵀM_R v, descending; row 0 is the strongest edit
         np.testing.assert_allclose(res.spectrum[i, :n].numpy(), e[i, :n], rtol=1e-4)
-        assert (np.diff(e[i, :n]) <= 1e-6 * e[i, 0]).all()
+        # the order: exact on the method's own energies; on energies recomputed from the float32
+        # rows only up to their rounding (rows of equal energy occur: 11 rows within 1e-5 here)
+        assert (np.diff(res.spectrum[i, :n].double().numpy()) <= 0).all()
+        assert (np.diff(e[i, :n]) <= 1e-4 * e[i, 0]).all()
         assert torch.isnan(res.spectrum[i, n:]).all()
     assert checked >= 6
 
