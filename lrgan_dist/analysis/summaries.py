@@ -35,7 +35,7 @@ import pandas as pd
 from lrgan_dist.analysis.loaders import open_store
 from lrgan_dist.core.scores import headline, spearman
 from lrgan_dist.core.subspaces import orth_bases, paired_subspace_similarity, source_energy
-from lrgan_dist.store.zarrstore import DONE, Store
+from lrgan_dist.store.zarrstore import DONE, Store, read_rows
 
 __all__ = ["summarize_transfer", "realized_agreement", "matched_comparison", "lambda_sweep",
            "box_mask_pairs", "box_vs_mask", "per_target_locality"]
@@ -237,8 +237,8 @@ def box_mask_pairs(store: str | Path | Store) -> list[tuple[str, str]]:
 def _carrying_bases(st: Store, region: str, label: str, samples: np.ndarray, frac: float) -> tuple[np.ndarray, np.ndarray]:
     path = f"directions/{region}/{label}"
     idx = np.asarray(samples, dtype=np.int64)
-    V = np.asarray(st.group[f"{path}/vectors"].oindex[idx]).astype(np.float64)  # reads each chunk once
-    M = np.asarray(st.group[f"regions/{region}/gram_in"].oindex[idx]).astype(np.float64)
+    V = read_rows(st.group[f"{path}/vectors"], idx).astype(np.float64)  # reads each chunk once
+    M = read_rows(st.group[f"regions/{region}/gram_in"], idx).astype(np.float64)
     keep = source_energy(V, M, frac)["carrying"]
     return orth_bases(V, keep)
 

@@ -90,7 +90,7 @@ from lrgan_dist.pipeline.replica import GeneratorReplica
 from lrgan_dist.pipeline.runtime import StageContext, StageHooks, run_actors
 from lrgan_dist.spec import JobSpec
 from lrgan_dist.store.aligned import read_directions
-from lrgan_dist.store.zarrstore import DONE, Store
+from lrgan_dist.store.zarrstore import DONE, Store, read_rows
 
 NAME = "previews"
 #: α is clamped at this multiple of a random unit direction's α at the same sample
@@ -160,7 +160,7 @@ def _masks(store: Store, region: str, samples: list[int]) -> np.ndarray:
     if arr.ndim == 2:
         m = np.broadcast_to(np.asarray(arr[...], dtype=np.float64), (len(samples), *arr.shape))
     else:
-        m = np.asarray(arr.oindex[np.asarray(samples, dtype=np.int64)], dtype=np.float64)
+        m = read_rows(arr, samples).astype(np.float64)
     return np.nan_to_num(m)
 
 
@@ -172,8 +172,7 @@ def _areas(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _grams(store: Store, region: str, samples: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The per-pixel Grams M_R, M_B of the region at each sample, [S, d, d] float64 each."""
-    idx = np.asarray(samples, dtype=np.int64)
-    gi, go = (np.asarray(store.group[f"regions/{region}/{side}"].oindex[idx], dtype=np.float64)
+    gi, go = (read_rows(store.group[f"regions/{region}/{side}"], samples).astype(np.float64)
               for side in ("gram_in", "gram_out"))
     return gi, go
 
@@ -294,7 +293,7 @@ class PreviewWorker(GeneratorReplica):
         gi, go = _grams(st, region, samples)
         masks = _masks(st, region, samples)
         a_in, a_out = _areas(masks)
-        lat = np.asarray(st.group["latents"].oindex[idx], dtype=np.float32)
+        lat = read_rows(st.group["latents"], idx).astype(np.float32)
         ms = matched_step(V, gi, go, a_in, a_out, pl.target)
         alpha, finite = ms["alpha"], ms["finite"]
         frames = np.zeros((S, K, A, ph_, pw_, 3), dtype=np.uint8)
