@@ -38,7 +38,7 @@ def dry_run(spec: JobSpec, address: str | None = None, stages: tuple[str, ...] |
     from lrgan_dist.pipeline.runtime import worker_resources
     from lrgan_dist.pipeline.stages.factorize import direction_rows
     from lrgan_dist.pipeline.stages.jacobians import matfree_config, plan_layout
-    from lrgan_dist.store.layout import TABLE, geometry
+    from lrgan_dist.store.layout import TABLE, geometry, matfree_names
 
     gen = make_generator(spec, "cpu")
     layout, _ = plan_layout(spec, gen)  # also checks the user's own latents against the generator
@@ -48,9 +48,11 @@ def dry_run(spec: JobSpec, address: str | None = None, stages: tuple[str, ...] |
     # free symbols of the rows this job creates: direction rows, and the matrix-free k and union
     matfree = spec.compute.jacobian == "matfree"
     symbols: dict[str, Any] = {"r": direction_rows(spec, layout.d)}
+    written: tuple[str, ...] = ()  # the matrix-free arrays of a region
     if matfree:
         cfg = matfree_config(spec, layout.d)
         symbols.update(k=cfg.k, u=2 * cfg.k)
+        written = matfree_names(cfg.union)
     arrays: list[dict[str, Any]] = []
     skipped: list[str] = []
     for row in TABLE.values():
@@ -60,10 +62,10 @@ def dry_run(spec: JobSpec, address: str | None = None, stages: tuple[str, ...] |
             continue
         if row.when == "keep_jacobians" and not layout.keep_jacobians:
             continue
-        if (row.kind.startswith("matfree_") and not matfree) or (matfree and row.kind in ("gram_in", "gram_out")):
-            continue  # a store holds either the Grams or the matrix-free eigenpairs
-        if matfree and row.kind.startswith("matfree_union") and not cfg.union:
-            continue
+        if matfree and row.kind in ("gram_in", "gram_out"):
+            continue  # a store holds either the Grams or the matrix-free eigenpairs ...
+        if row.kind.startswith("matfree_") and row.path.rsplit("/", 1)[1] not in written:
+            continue  # ... of the parts this job writes (union only for compressed LowRankGAN)
         paths = [row.path]
         if "{region}" in row.path:
             paths = [p.replace("{region}", r) for p in paths for r in layout.regions]
