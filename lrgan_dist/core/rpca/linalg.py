@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 # eig="auto": partial eigendecompositions from this latent size on (below, a full eigh is
-# as cheap as the block steps; crossover measured at d ≈ 48, docs/benchmarks.md "RPCA: the
+# as cheap as the block steps; crossover measured at d ≈ 48, docs/benchmarks.md "The
 # partial SVT's threshold")
 _PARTIAL_MIN_D = 48
 
