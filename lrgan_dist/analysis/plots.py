@@ -30,8 +30,8 @@ __all__ = ["fig_to_png", "plot_transfer_heatmap", "plot_locality_distributions",
 def fig_to_png(fig: Any, dpi: int = 100) -> bytes:
     """PNG bytes; cropped to the drawn content (``bbox_inches="tight"``, a second draw) unless the
     figure was laid out to its content already (:func:`plot_mosaic` marks it ``exact_layout``).
-    Image mosaics are written at zlib level 3 instead of 6: on rendered faces 3.2x faster to
-    encode for 9 % more bytes (line plots keep level 6: 26 % more bytes, no time to gain)."""
+    Image mosaics are written at zlib level 3 instead of the default 6: much faster to encode
+    for a few per cent more bytes (line plots keep the default: nothing to gain there)."""
     buf = io.BytesIO()
     exact = bool(getattr(fig, "exact_layout", False))
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches=None if exact else "tight",
@@ -229,8 +229,8 @@ def plot_spectra(panels: list[dict[str, Any]], title: str) -> Any:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     med = np.nanmedian(a, axis=0)
                     lo, hi = np.nanpercentile(a, 10, axis=0), np.nanpercentile(a, 90, axis=0)
-            # about a dozen markers per curve tell the curves apart in greyscale (one per point at
-            # d = 512 was most of the figure's drawing time)
+            # about a dozen markers per curve tell the curves apart in greyscale (one per point was
+            # most of the figure's drawing time at large d)
             line, = ax.plot(x, med, _STYLES[i % 4], marker=_MARKERS[i % 6], ms=2.5, lw=1.1, label=lab,
                             markevery=max(1, len(x) // 12))
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
@@ -249,7 +249,7 @@ def plot_spectra(panels: list[dict[str, Any]], title: str) -> Any:
 
 
 #: most bars (bins × series) a histogram panel draws side by side; beyond, each series is one
-#: outline (a bar is one hatched patch to render: 6 series over 100 ranks took ≈ 3 s a figure)
+#: outline (every bar is one hatched patch to render: hundreds of them dominate the report's time)
 MAX_BARS = 120
 
 
